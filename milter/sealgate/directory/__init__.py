@@ -1,0 +1,1 @@
+"""Where the certificates of people live: the `files` backend (embedded default), LDAP later."""

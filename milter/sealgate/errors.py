@@ -1,0 +1,29 @@
+"""Exceptions that carry the coordinates of what went wrong."""
+
+from __future__ import annotations
+
+
+class SealgateError(Exception):
+    """Base class; the message is one sentence for a person."""
+
+
+class ConfigError(SealgateError):
+    """A configuration or policy error, naming file and key."""
+
+    def __init__(self, file: str, key: str, message: str) -> None:
+        self.file = file
+        self.key = key
+        self.message = message
+        super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
+
+
+class DirectoryUnavailable(SealgateError):
+    """The directory did not answer (in time); the message is tempfailed."""
+
+
+class CrlUnavailable(SealgateError):
+    """No CRL valid now for an issuer."""
+
+
+class StoreError(SealgateError):
+    """The quarantine store could not keep a message durably."""

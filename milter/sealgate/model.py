@@ -1,0 +1,190 @@
+"""The values that cross module boundaries.
+
+``smime.structure.inspect`` produces an :class:`Inspection` (layers, as seen
+without any key); ``engine.evaluate`` turns it, with the trust store and the
+directory, into :class:`Facts`; ``policy.rules.decide`` turns facts, policy
+and envelope into a :class:`Verdict`. All are plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from asn1crypto import cms, x509
+
+from .codes import Action, AuthResult, Code, Direction
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One violation, with a detail that names what and where."""
+
+    code: Code
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": str(self.code), "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str  # "" for the null sender
+    recipients: tuple[str, ...]
+    from_header: str | None = None  # the addr-spec of the From: header, if any
+    client_address: str = ""
+    queue_id: str = ""
+
+
+# ---------------------------------------------------------------- layers
+
+@dataclass
+class SignerInput:
+    """One SignerInfo of a signed layer, before verification.
+
+    ``content_digests`` holds the candidate digests of the signed content under
+    the SignerInfo's digest algorithm: for detached signatures the CRLF-canonical
+    content, and also the raw bytes when they differ (RFC 8551 §3.1.1). Empty
+    when the digest algorithm is unknown.
+    """
+
+    signer_info: cms.SignerInfo
+    content_digests: list[bytes]
+    econtent_type: str  # asn1crypto name ("data", "signed_data", ...) or dotted OID
+
+
+@dataclass
+class SignedLayer:
+    where: str  # MIME part path, "1" is the whole message, "1.2" its second part
+    detached: bool
+    certificates: list[x509.Certificate]
+    signers: list[SignerInput]
+    inner: Layer | None  # None: the signed content could not be inspected (see findings)
+    kind: str = "signed"
+
+
+@dataclass
+class EncryptedLayer:
+    where: str
+    authenticated: bool  # authEnveloped-data (RFC 5083)
+    content_algorithm: str  # asn1crypto algorithm name ("aes256_cbc") or dotted OID
+    content_key_bits: int | None
+    recipients: list[cms.RecipientInfo]
+    kind: str = "encrypted"
+
+
+@dataclass
+class CompressedLayer:
+    where: str
+    inner: Layer | None
+    kind: str = "compressed"
+
+
+@dataclass
+class PlainLayer:
+    where: str
+    content_type: str  # lower-case type/subtype
+    kind: str = "plain"
+
+
+Layer = Union[SignedLayer, EncryptedLayer, CompressedLayer, PlainLayer]
+
+
+def structure_of(layer: Layer | None) -> str:
+    """SPEC §2 naming: plain, signed(plain), encrypted, signed(compressed(plain))."""
+    if layer is None:
+        return "malformed"
+    if isinstance(layer, PlainLayer):
+        return "plain"
+    if isinstance(layer, EncryptedLayer):
+        return "encrypted"
+    return f"{layer.kind}({structure_of(layer.inner)})"
+
+
+@dataclass
+class Inspection:
+    headers: list[tuple[str, str]]  # top-level header fields, unfolded, in order
+    root: Layer | None
+    findings: list[Finding] = field(default_factory=list)  # malformed / too-complex / weak content cipher
+    size: int = 0
+
+    @property
+    def structure(self) -> str:
+        return structure_of(self.root)
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+
+# ---------------------------------------------------------------- results
+
+@dataclass
+class SignerReport:
+    """One verified (or not) signer, as reported in JSON and headers."""
+
+    email: str | None  # first address of the certificate, None when no certificate
+    emails: tuple[str, ...]
+    serial: str  # lower-case hex
+    issuer: str  # RFC 4514 string
+    result: str  # "pass", or the violation code that failed it
+    where: str = ""
+    certificate: x509.Certificate | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"email": self.email, "serial": self.serial, "issuer": self.issuer,
+                "result": self.result}
+
+
+@dataclass
+class RecipientReport:
+    address: str
+    covered: bool | None  # None: not judged (external, or content not encrypted)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"address": self.address, "covered": self.covered}
+
+
+@dataclass
+class Facts:
+    """Everything the checks found, before the policy looks at it.
+
+    ``candidates`` holds every violation any rule could care about; the policy
+    keeps those its matched rule requires (SPEC §5).
+    """
+
+    structure: str
+    direction: Direction
+    candidates: list[Finding]
+    signers: list[SignerReport]
+    recipients: list[RecipientReport]
+
+
+@dataclass
+class Verdict:
+    action: Action
+    rule: str | None
+    direction: Direction
+    structure: str
+    violations: list[Finding]
+    signers: list[SignerReport]
+    recipients: list[RecipientReport]
+    auth_result: AuthResult = AuthResult.NONE
+
+    @property
+    def codes(self) -> list[str]:
+        return sorted({str(f.code) for f in self.violations})
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "action": str(self.action),
+            "rule": self.rule,
+            "direction": str(self.direction),
+            "structure": self.structure,
+            "violations": [f.as_dict() for f in self.violations],
+            "signers": [s.as_dict() for s in self.signers],
+            "recipients": [r.as_dict() for r in self.recipients],
+        }
