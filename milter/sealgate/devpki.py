@@ -39,6 +39,8 @@ class Identity:
 
 @dataclass
 class TestPKI:
+    __test__ = False  # not a pytest test class, despite the name
+
     root: Path
     domain: str
     ca: Identity

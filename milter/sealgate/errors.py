@@ -17,6 +17,17 @@ class ConfigError(SealgateError):
         super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
 
 
+class ConfigErrors(SealgateError):
+    """Every error found in one configuration or policy file, not just the first.
+
+    ``str()`` gives one line per error (``FILE: KEY: message``), ready to print.
+    """
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
 class DirectoryUnavailable(SealgateError):
     """The directory did not answer (in time); the message is tempfailed."""
 

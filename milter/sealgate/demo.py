@@ -1,0 +1,170 @@
+"""``make demo``: the gateway at work on a throwaway PKI, in one command.
+
+Builds under ``demo/`` a CA with a CRL, a cast of users, the ``files``
+directory, a config on the embedded defaults and the strict policy; starts
+``sealgate milter`` on a unix socket; pushes real messages made by
+``openssl cms`` through it over the milter protocol, as Postfix would; and
+prints what it decided for each.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import devmail as m
+from .devpki import TestPKI, build_pki
+from .milterclient import MilterClient, MilterResult, split_message
+
+REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+CONFIG = """\
+# Written by `make demo`: the embedded defaults, pointed at the demo PKI.
+authserv_id = "mx.example.com"
+internal_domains = ["example.com"]
+
+[milter]
+socket = "unix:{socket}"
+
+[directory]
+backend = "files"
+path = "pki/directory"
+
+[trust]
+anchors = ["pki/ca.pem"]
+crls = ["pki/ca.crl"]
+
+[quarantine]
+path = "quarantine"
+
+[metrics]
+listen = ""
+
+[policy]
+file = "{policy}"
+"""
+
+
+def scenarios(pki: TestPKI) -> list[tuple[str, str, list[str], bytes]]:
+    """(description, envelope sender, recipients, message) made by openssl cms."""
+    alice, bob, carol = pki["alice"], pki["bob"], pki["carol"]
+    body = m.text_entity("Hi Bob,\r\n\r\nthe Q3 figures are attached.\r\n\r\nAlice\r\n")
+    ab = ("alice@example.com", ["bob@example.com"])
+
+    def msg(entity: bytes, sender: str, rcpts: list[str], subject: str) -> bytes:
+        return m.message(entity, sender, rcpts, subject)
+
+    garbage = (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQAx////\r\n")
+    return [
+        ("triple-wrapped, alice -> bob", *ab,
+         msg(m.triple_wrap(body, alice, [bob, alice]), *ab, "Q3 figures")),
+        ("plain text, alice -> bob", *ab, msg(body, *ab, "Lunch?")),
+        ("signed only, alice -> bob", *ab, msg(m.sign(body, alice), *ab, "Signed")),
+        ("encrypted only (sign-then-encrypt)", *ab,
+         msg(m.encrypt(m.sign(body, alice), [bob, alice]), *ab, "Hidden signature")),
+        ("revoked signer (carol's lost card)", "carol@example.com", ["bob@example.com"],
+         msg(m.triple_wrap(body, carol, [bob, carol]), "carol@example.com",
+             ["bob@example.com"], "From a lost card")),
+        ("encrypted to a revoked certificate", "alice@example.com", ["carol@example.com"],
+         msg(m.triple_wrap(body, alice, [carol, alice]), "alice@example.com",
+             ["carol@example.com"], "To a lost card")),
+        ("signer is not the sender", "bob@example.com", ["alice@example.com"],
+         msg(m.triple_wrap(body, alice, [alice, bob]), "bob@example.com",
+             ["alice@example.com"], "Spoofed")),
+        ("malformed CMS", *ab, msg(garbage, *ab, "Broken")),
+        ("inbound plain from a partner", "news@partner.example", ["bob@example.com"],
+         msg(body, "news@partner.example", ["bob@example.com"], "Newsletter")),
+    ]
+
+
+def _wait_for_socket(path: Path, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"sealgate milter exited with status {proc.returncode}; see above")
+        if path.exists():
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(str(path))
+                return
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise SystemExit(f"sealgate milter did not listen on {path} within {timeout:.0f} s")
+
+
+def _policy_of(result: MilterResult) -> str:
+    for name, value in result.added_headers:
+        if name.lower() == "sealgate-policy":
+            return value
+    return result.reply or ""
+
+
+def _smime_of(result: MilterResult) -> str:
+    for name, value in result.added_headers:
+        if name.lower() == "authentication-results" and "smime=" in value:
+            return value.split("smime=", 1)[1].split()[0].rstrip(";")
+    return "-"
+
+
+def run(folder: Path) -> int:
+    folder = folder.resolve()
+    for sub in ("pki", "quarantine"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"building a throwaway PKI and directory under {folder}/pki ...")
+    pki = build_pki(folder / "pki")
+    sock = folder / "sealgate.sock"
+    sock.unlink(missing_ok=True)
+    config = folder / "sealgate.toml"
+    config.write_text(CONFIG.format(socket=sock, policy=REPO_POLICIES / "strict.toml"))
+
+    print("checking the configuration: sealgate config check")
+    subprocess.run([sys.executable, "-m", "sealgate", "config", "check", "--config", str(config)],
+                   check=True)
+    print(f"starting: sealgate milter --config {config}")
+    proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config", str(config)],
+                            stderr=open(folder / "milter.log", "wb"))  # noqa: SIM115
+    try:
+        _wait_for_socket(sock, proc)
+        rows = []
+        for n, (what, sender, rcpts, raw) in enumerate(scenarios(pki), 1):
+            headers, body = split_message(raw)
+            with MilterClient(f"unix:{sock}") as client:
+                client.negotiate()
+                result = client.send_message(sender, rcpts, headers, body,
+                                             queue_id=f"DEMO{n:04d}")
+            rows.append((str(n), what, result.outcome, _smime_of(result), _policy_of(result)))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    _print_table(["#", "message", "postfix would", "smime", "sealgate decision"], rows)
+    print(f"\nmilter log: {folder}/milter.log   quarantine: {folder}/quarantine")
+    print("try: .venv/bin/sealgate check --config demo/sealgate.toml --json <message>")
+    return 0
+
+
+def _print_table(head: list[str], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in [tuple(head), *rows]) for i in range(len(head))]
+    line = "  ".join("-" * w for w in widths)
+    print()
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    print(line)
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def main(argv: list[str]) -> int:
+    folder = Path(argv[0]) if argv else Path("demo")
+    os.umask(0o077)
+    return run(folder)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

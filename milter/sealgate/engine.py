@@ -1,0 +1,135 @@
+"""The decision, end to end: message bytes + envelope -> verdict.
+
+``Gateway.evaluate`` is the one path that ``sealgate check``, the milter and
+the tests share. It holds only loaded, immutable material (config, policy,
+trust store, directory, limits); time comes in as an argument.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from .codes import TRANSIENT_CODES, AuthResult, Code
+from .config import Config, load_config, normalize_address
+from .directory.base import Directory
+from .directory.files import FilesDirectory
+from .errors import ConfigError
+from .facts import PASS, gather
+from .model import Envelope, Facts, Finding, Inspection, SignerReport, Verdict
+from .policy import Policy, decide, direction_of, load_policy
+from .smime.limits import Limits
+from .smime.structure import inspect
+from .trust import TrustStore
+
+UTC = dt.timezone.utc
+
+
+def header_addresses(values: Iterable[str | None]) -> list[str]:
+    """addr-specs from address header values (From, To, Cc), lower-cased, in order."""
+    present = [v for v in values if v]
+    return [normalize_address(addr) for _name, addr in email.utils.getaddresses(present) if addr]
+
+
+def complete_envelope(envelope: Envelope | None, inspection: Inspection,
+                      sender: str | None = None,
+                      recipients: tuple[str, ...] | None = None) -> Envelope:
+    """Fill what the envelope lacks from the message headers.
+
+    Without an envelope (``sealgate check``), the sender defaults to the From:
+    address and the recipients to To: and Cc: (SPEC §7).
+    """
+    from_addrs = header_addresses([inspection.header("From")])
+    from_header = from_addrs[0] if from_addrs else None
+    if envelope is None:
+        if recipients is None:
+            recipients = tuple(header_addresses([inspection.header("To"),
+                                                 inspection.header("Cc")]))
+        return Envelope(sender=normalize_address(sender) if sender is not None
+                        else (from_header or ""),
+                        recipients=tuple(normalize_address(r) for r in recipients),
+                        from_header=from_header)
+    if envelope.from_header is None:
+        envelope = replace(envelope, from_header=from_header)
+    return envelope
+
+
+def auth_result(facts: Facts, violations: list[Finding]) -> AuthResult:
+    """RFC 7281 §3 smime= result from what was seen about the signers."""
+    codes = {f.code for f in facts.candidates}
+    signers: list[SignerReport] = facts.signers
+    if not signers:
+        if Code.MALFORMED in codes or Code.TOO_COMPLEX in codes:
+            return AuthResult.PERMERROR
+        return AuthResult.NONE
+    results = {s.result for s in signers}
+    if PASS in results:
+        return AuthResult.PASS
+    if results & {str(c) for c in TRANSIENT_CODES}:
+        return AuthResult.TEMPERROR
+    if str(Code.BAD_SIGNATURE) in results:
+        return AuthResult.FAIL
+    if any(s.certificate is None for s in signers):
+        return AuthResult.NEUTRAL  # no certificate to verify with
+    return AuthResult.POLICY  # verified math, but untrusted / expired / revoked certificate
+
+
+@dataclass(frozen=True)
+class Gateway:
+    config: Config
+    policy: Policy
+    trust: TrustStore
+    directory: Directory
+    limits: Limits
+
+    def evaluate(self, source: BinaryIO, envelope: Envelope | None = None,
+                 at: dt.datetime | None = None, now: dt.datetime | None = None, *,
+                 sender: str | None = None,
+                 recipients: tuple[str, ...] | None = None) -> Verdict:
+        """Judge one message. Bad input gives a verdict; OSError may propagate (tempfail).
+
+        ``sender``/``recipients`` stand in for a missing envelope (``check --from/--to``).
+        """
+        now = now or dt.datetime.now(UTC)
+        source.seek(0)
+        inspection = inspect(source, self.limits)
+        env = complete_envelope(envelope, inspection, sender, recipients)
+        internal = tuple(self.config.internal_domains)
+        direction = direction_of(env, internal)
+        facts = gather(inspection, env, direction, internal, self.trust, self.directory,
+                       at or now, now)
+        verdict = decide(facts, self.policy, env)
+        return replace(verdict, auth_result=auth_result(facts, verdict.violations))
+
+    def too_large(self, envelope: Envelope, size: int) -> Verdict:
+        """The verdict for a message the milter stopped reading past max_message_size."""
+        internal = tuple(self.config.internal_domains)
+        direction = direction_of(envelope, internal)
+        finding = Finding(Code.TOO_COMPLEX, f"message of {size} bytes or more exceeds "
+                          f"milter.max_message_size ({self.limits.max_size} bytes)")
+        facts = Facts(structure="unknown", direction=direction, candidates=[finding],
+                      signers=[], recipients=[])
+        verdict = decide(facts, self.policy, envelope)
+        return replace(verdict, auth_result=AuthResult.PERMERROR)
+
+
+def build_directory(config: Config) -> Directory:
+    backend = config.directory.backend
+    if backend == "files":
+        return FilesDirectory(Path(config.directory.path))
+    raise ConfigError(str(config.source), "directory.backend",
+                      f"backend {backend!r} is not available in this version (use \"files\")")
+
+
+def load_gateway(config_path: Path | str) -> Gateway:
+    """Load config, policy, trust anchors, CRLs and directory; raises ConfigError(s)."""
+    config = load_config(Path(config_path))
+    policy = load_policy(Path(config.policy.file))
+    trust = TrustStore.load([Path(p) for p in config.trust.anchors], list(config.trust.crls),
+                            require_crl=config.trust.require_crl)
+    limits = Limits(max_size=config.milter.max_message_size)
+    return Gateway(config, policy, trust, build_directory(config), limits)

@@ -1,0 +1,286 @@
+"""From an inspection to facts: every check, on every message (SPEC §3).
+
+Pure over its inputs: the inspection, the envelope, the trust store, the
+directory and the two times (``at`` for validity, ``now`` for CRL freshness
+and recipients' current certificates). The policy decides later which of the
+candidate violations count under the matched rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from asn1crypto import cms, x509
+from cryptography.x509 import load_der_x509_certificate
+
+from .certs import certificate_addresses
+from .codes import TRANSIENT_CODES, Code, Direction
+from .config import is_internal
+from .directory.base import Directory
+from .errors import DirectoryUnavailable
+from .model import (
+    EncryptedLayer,
+    Envelope,
+    Facts,
+    Finding,
+    Inspection,
+    Layer,
+    RecipientReport,
+    SignedLayer,
+    SignerReport,
+)
+from .smime import algorithms
+from .smime.verify import find_signer_certificate, verify_signature
+from .trust import TrustStore
+
+PASS = "pass"
+
+
+@dataclass
+class _Collector:
+    """Candidate violations in order of discovery, each (code, detail) once."""
+
+    items: list[Finding] = field(default_factory=list)
+
+    def add(self, code: Code, detail: str) -> None:
+        finding = Finding(code, detail)
+        if finding not in self.items:
+            self.items.append(finding)
+
+    def extend(self, findings: list[Finding]) -> None:
+        for f in findings:
+            self.add(f.code, f.detail)
+
+
+def visible_layers(root: Layer | None) -> tuple[list[SignedLayer], EncryptedLayer | None]:
+    """The signed layers outside any encryption, and the outermost encrypted layer."""
+    signed: list[SignedLayer] = []
+    layer = root
+    while layer is not None:
+        if isinstance(layer, SignedLayer):
+            signed.append(layer)
+        elif isinstance(layer, EncryptedLayer):
+            return signed, layer
+        layer = getattr(layer, "inner", None)
+    return signed, None
+
+
+def cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
+    return cert.issuer.dump(), cert.serial_number
+
+
+def issuer_rfc4514(cert: x509.Certificate) -> str:
+    """The issuer as an RFC 4514 string ("CN=Mail CA,O=Example Corp"), as SPEC §7 shows it."""
+    try:
+        return load_der_x509_certificate(cert.dump()).issuer.rfc4514_string()
+    except ValueError:  # an encoding cryptography refuses: still say who issued it
+        return cert.issuer.human_friendly
+
+
+def _describe(cert: x509.Certificate) -> str:
+    return f"serial {cert.serial_number:x} issued by {cert.issuer.human_friendly}"
+
+
+def _signer_report(layer: SignedLayer, cert: x509.Certificate | None, signer_info: cms.SignerInfo,
+                   result: str) -> SignerReport:
+    if cert is None:
+        sid = signer_info["sid"]
+        if sid.name == "issuer_and_serial_number":
+            serial = format(sid.chosen["serial_number"].native, "x")
+            issuer = sid.chosen["issuer"].human_friendly
+        else:
+            serial, issuer = "", f"subject key identifier {sid.chosen.native.hex()}"
+        return SignerReport(None, (), serial, issuer, result, layer.where, None)
+    emails = certificate_addresses(cert)
+    return SignerReport(emails[0] if emails else None, emails, format(cert.serial_number, "x"),
+                        issuer_rfc4514(cert), result, layer.where, cert)
+
+
+def judge_signers(layers: list[SignedLayer], trust: TrustStore, directory: Directory,
+                  at: dt.datetime, out: _Collector) -> list[SignerReport]:
+    reports: list[SignerReport] = []
+    for layer in layers:
+        if not layer.signers:
+            out.add(Code.MALFORMED, f"part {layer.where}: signed-data without any SignerInfo")
+        for signer in layer.signers:
+            info = signer.signer_info
+            try:
+                cert = find_signer_certificate(info, layer.certificates, directory)
+            except DirectoryUnavailable as exc:
+                out.add(Code.DIRECTORY_UNAVAILABLE, f"looking up the signer of part {layer.where}: {exc}")
+                reports.append(_signer_report(layer, None, info, str(Code.DIRECTORY_UNAVAILABLE)))
+                continue
+            if cert is None:
+                report = _signer_report(layer, None, info, str(Code.UNTRUSTED_SIGNER))
+                out.add(Code.UNTRUSTED_SIGNER,
+                        f"part {layer.where}: signer certificate ({report.issuer}, serial "
+                        f"{report.serial or '?'}) is neither in the message nor in the directory")
+                reports.append(report)
+                continue
+            findings: list[Finding] = []
+            bad = verify_signature(signer, cert)
+            if bad is not None:
+                findings.append(bad)
+            findings.extend(trust.validate_signer(cert, at, extra_certs=layer.certificates))
+            digest_name = info["digest_algorithm"]["algorithm"].native
+            weak = [algorithms.weak_digest(digest_name), algorithms.weak_public_key(cert.public_key)]
+            for reason in weak:
+                if reason:
+                    out.add(Code.WEAK_ALGORITHM, f"part {layer.where}: signer {_describe(cert)}: {reason}")
+            out.extend(findings)
+            result = str(findings[0].code) if findings else PASS
+            reports.append(_signer_report(layer, cert, info, result))
+    return reports
+
+
+def _recipient_ids(layer: EncryptedLayer) -> Iterator[tuple[str, object]]:
+    """Each RecipientInfo's key: ("iss", (issuer DER, serial)) or ("ski", bytes)."""
+    for ri in layer.recipients:
+        kind, value = ri.name, ri.chosen
+        if kind == "ktri":
+            rids = [value["rid"]]
+        elif kind == "kari":
+            rids = [rek["rid"] for rek in value["recipient_encrypted_keys"]]
+        else:  # kekri, pwri, ori: not addressed to a certificate
+            continue
+        for rid in rids:
+            if rid.name == "issuer_and_serial_number":
+                ias = rid.chosen
+                yield "iss", (ias["issuer"].dump(), ias["serial_number"].native)
+            elif rid.name == "subject_key_identifier":
+                yield "ski", rid.chosen.native
+            else:  # r_key_id
+                yield "ski", rid.chosen["subjectKeyIdentifier"].native
+
+
+def _ski(cert: x509.Certificate) -> bytes | None:
+    return cert.key_identifier
+
+
+def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains: tuple[str, ...],
+                     trust: TrustStore, directory: Directory, now: dt.datetime,
+                     out: _Collector) -> list[RecipientReport]:
+    by_serial: set[tuple[bytes, int]] = set()
+    by_ski: set[bytes] = set()
+    for kind, key in _recipient_ids(layer):
+        if kind == "iss":
+            by_serial.add(key)  # type: ignore[arg-type]
+        else:
+            by_ski.add(key)  # type: ignore[arg-type]
+
+    reason = algorithms.weak_cipher(layer.content_algorithm, layer.content_key_bits)
+    if reason:
+        out.add(Code.WEAK_ALGORITHM, f"part {layer.where}: content encryption: {reason}")
+
+    # recipient-revoked: the content key is wrapped for a revoked certificate (RFC 5280 §5.3).
+    revoked_keys: set[tuple[bytes, int]] = set()
+    for issuer_der, serial in sorted(by_serial):
+        if trust.is_revoked(x509.Name.load(issuer_der), serial, now):
+            revoked_keys.add((issuer_der, serial))
+            out.add(Code.RECIPIENT_REVOKED,
+                    f"part {layer.where}: encrypted to revoked certificate serial {serial:x} "
+                    f"issued by {x509.Name.load(issuer_der).human_friendly}")
+    for ski in sorted(by_ski):
+        try:
+            cert = directory.find_by_key_identifier(ski)
+        except DirectoryUnavailable as exc:
+            out.add(Code.DIRECTORY_UNAVAILABLE, f"looking up recipient key {ski.hex()}: {exc}")
+            continue
+        if cert is not None and trust.is_revoked(cert.issuer, cert.serial_number, now):
+            revoked_keys.add(cert_key(cert))
+            out.add(Code.RECIPIENT_REVOKED,
+                    f"part {layer.where}: encrypted to revoked certificate {_describe(cert)}")
+
+    reports: list[RecipientReport] = []
+    for address in envelope.recipients:
+        if not is_internal(address, internal_domains):
+            reports.append(RecipientReport(address, None))
+            continue
+        try:
+            published = directory.certificates_for(address)
+        except DirectoryUnavailable as exc:
+            out.add(Code.DIRECTORY_UNAVAILABLE, f"looking up recipient {address}: {exc}")
+            reports.append(RecipientReport(address, None))
+            continue
+        if not published:
+            out.add(Code.RECIPIENT_UNKNOWN, f"{address}: no certificate published in the directory")
+            reports.append(RecipientReport(address, False))
+            continue
+        covered = False
+        for cert in published:
+            addressed = cert_key(cert) in by_serial or (_ski(cert) or b"") in by_ski
+            if not addressed or cert_key(cert) in revoked_keys:
+                continue
+            problems = trust.validate_recipient(cert, now)
+            transient = [p for p in problems if p.code in TRANSIENT_CODES]
+            out.extend(transient)
+            if not problems:
+                covered = True
+                break
+        if not covered:
+            out.add(Code.RECIPIENT_NOT_COVERED,
+                    f"{address}: none of the {len(published)} published current certificate(s) "
+                    f"is among the message's {len(layer.recipients)} RecipientInfo(s)")
+        reports.append(RecipientReport(address, covered))
+    return reports
+
+
+def gather(inspection: Inspection, envelope: Envelope, direction: Direction,
+           internal_domains: tuple[str, ...], trust: TrustStore, directory: Directory,
+           at: dt.datetime, now: dt.datetime) -> Facts:
+    out = _Collector()
+    out.extend(inspection.findings)
+    signed_layers, encrypted = visible_layers(inspection.root)
+
+    if inspection.root is not None:
+        if encrypted is None:
+            if not signed_layers:
+                out.add(Code.UNSIGNED, "the message has no S/MIME signature")
+            out.add(Code.UNENCRYPTED, "the content is not inside an S/MIME encrypted layer")
+        elif not signed_layers:
+            out.add(Code.SIGNATURE_HIDDEN,
+                    "encrypted, with no signature outside the encryption: the signer cannot be "
+                    "verified at the gateway")
+
+    signers = judge_signers(signed_layers, trust, directory, at, out)
+    _judge_sender(signers, envelope, internal_domains, directory, out)
+
+    if encrypted is not None:
+        recipients = judge_recipients(encrypted, envelope, internal_domains, trust, directory,
+                                      now, out)
+    else:
+        recipients = [RecipientReport(a, None) for a in envelope.recipients]
+    return Facts(structure=inspection.structure, direction=direction, candidates=out.items,
+                 signers=signers, recipients=recipients)
+
+
+def _judge_sender(signers: list[SignerReport], envelope: Envelope,
+                  internal_domains: tuple[str, ...], directory: Directory, out: _Collector) -> None:
+    """signer-is-sender and signer-in-directory, judged over verified signers only.
+
+    When no signer verified, the failure codes (bad-signature, untrusted-signer, ...)
+    stand for these two, as unsigned/signature-hidden do when nothing is visible.
+    """
+    verified = [s for s in signers if s.result == PASS]
+    if not verified:
+        return
+    sender = (envelope.from_header or "").lower()
+    matching = [s for s in verified if sender and sender in s.emails]
+    if not matching:
+        names = ", ".join(sorted({e for s in verified for e in s.emails})) or "no address"
+        out.add(Code.SIGNER_NOT_SENDER,
+                f"From: {sender or '(none)'} is not named by any verified signer ({names})")
+        return
+    if not is_internal(sender, internal_domains):
+        return
+    try:
+        published = {c.dump() for c in directory.certificates_for(sender)}
+    except DirectoryUnavailable as exc:
+        out.add(Code.DIRECTORY_UNAVAILABLE, f"looking up sender {sender}: {exc}")
+        return
+    if not any(s.certificate is not None and s.certificate.dump() in published for s in matching):
+        out.add(Code.SIGNER_NOT_IN_DIRECTORY,
+                f"{sender}: the signing certificate (serial {matching[0].serial}) is not one the "
+                f"directory publishes for this address")

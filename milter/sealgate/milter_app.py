@@ -1,0 +1,442 @@
+"""The pymilter adapter: the only module that imports ``Milter``.
+
+A :class:`SealgateMilter` per SMTP connection collects the envelope, spools
+the message (headers as ``Name: value`` CRLF lines, then the body exactly as
+Postfix sends it, CRLF line ends), asks the gateway for a verdict at end of
+message and applies it. It decides nothing itself: the verdict says what to
+do, :mod:`sealgate.headers` says what to write. Any unexpected exception in a
+callback becomes a TEMPFAIL (``guarded``): Postfix retries, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import logging
+import re
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any, Protocol, TypeVar, cast
+
+import Milter
+
+from . import headers
+from .codes import Action
+from .errors import SealgateError
+from .model import Envelope, Verdict
+from .quarantine import QuarantineStore, open_store
+
+log = logging.getLogger("sealgate.milter")
+
+# Bodies up to this size stay in memory; beyond, the spool is a temporary file.
+SPOOL_MEMORY = 1024 * 1024
+# The actions sealgate may take on a message (negotiated with the MTA).
+ACTIONS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE
+# A From: value longer than this is not kept for the envelope (still spooled).
+MAX_FROM_HEADER = 8192
+
+
+class Gateway(Protocol):
+    """What the adapter needs from :class:`sealgate.engine.Gateway`."""
+
+    config: Any  # .authserv_id, .milter.max_message_size, .quarantine
+
+    def evaluate(self, source: IO[bytes], envelope: Envelope) -> Verdict: ...
+
+    def too_large(self, envelope: Envelope, size: int) -> Verdict: ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    authserv_id: str
+    max_message_size: int
+
+    @classmethod
+    def from_config(cls, config: Any) -> Settings:
+        return cls(authserv_id=str(config.authserv_id),
+                   max_message_size=int(config.milter.max_message_size))
+
+
+class Tracker:
+    """Messages in flight, so that a stop can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self.stopping = False
+
+    def begin(self) -> bool:
+        with self._cond:
+            if self.stopping:
+                return False
+            self._active += 1
+            return True
+
+    def end(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    @property
+    def active(self) -> int:
+        with self._cond:
+            return self._active
+
+    def stop(self) -> None:
+        with self._cond:
+            self.stopping = True
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._active == 0, timeout)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(func: F) -> F:
+    """Any unexpected exception in a callback → TEMPFAIL, logged with its traceback.
+
+    Callbacks the MTA sends without waiting for a reply (``@Milter.noreply``)
+    cannot answer TEMPFAIL: the failure is remembered and answered at end of
+    message.
+    """
+
+    @functools.wraps(func)
+    def wrapper(self: SealgateMilter, *args: Any) -> Any:
+        try:
+            return func(self, *args)
+        except Exception:
+            log.exception("unexpected error in the %s callback (queue_id=%s): tempfail",
+                          func.__name__, self.queue_id or "-")
+            self.failed = True
+            if func.__name__ in NOREPLY_CALLBACKS:
+                return Milter.CONTINUE
+            self._discard_message()
+            return self._tempfail_reply("sealgate failed on this message")
+
+    return cast(F, wrapper)
+
+
+NOREPLY_CALLBACKS = frozenset({"header", "envrcpt"})
+
+
+def _bracketless(address: str) -> str:
+    address = address.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    return address
+
+
+def _kv(value: object) -> str:
+    """A log value: bare when safe, else quoted (logs are key=value, STYLE §9)."""
+    text = "-" if value is None or value == "" else str(value)
+    if re.search(r'[\s"=\\]', text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+
+
+class SealgateMilter(Milter.Base):
+    """One SMTP connection; one message at a time."""
+
+    def __init__(self, gateway: Gateway, store: QuarantineStore, tracker: Tracker,
+                 settings: Settings) -> None:
+        self.gateway = gateway
+        self.store = store
+        self.tracker = tracker
+        self.settings = settings
+        self.client_address = ""
+        self.queue_id = ""
+        self.failed = False
+        self.spool: tempfile.SpooledTemporaryFile[bytes] | None = None
+        self._in_flight = False
+        self._reset_message()
+
+    # ------------------------------------------------------------ negotiation
+
+    def negotiate(self, opts: list[int]) -> Any:
+        rc = super().negotiate(opts)
+        if rc == Milter.CONTINUE:
+            # Ask only for the actions we use (RFC-less, libmilter: smfi_register flags).
+            opts[0] &= ACTIONS
+            self._actions = opts[0]
+        return rc
+
+    # ------------------------------------------------------------ per-message state
+
+    def _reset_message(self) -> None:
+        self.sender = ""
+        self.recipients: list[str] = []
+        self.from_header: str | None = None
+        self.size = 0
+        self.too_large = False
+        self.failed = False
+        self.queue_id = ""
+        self._ar_count = 0
+        self._forged: list[int] = []  # 1-based indexes among Authentication-Results fields
+        self._body_started = False
+        self._started = time.monotonic()
+
+    def _discard_message(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+        if self._in_flight:
+            self._in_flight = False
+            self.tracker.end()
+
+    def _spool(self) -> tempfile.SpooledTemporaryFile[bytes]:
+        if self.spool is None:
+            self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY,
+                                                       prefix="sealgate-")
+        return self.spool
+
+    def _write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.settings.max_message_size:
+            if not self.too_large:
+                self.too_large = True
+                if self.spool is not None:  # free the space: the verdict will not read it
+                    self.spool.close()
+                    self.spool = None
+            return
+        self._spool().write(data)
+
+    def _tempfail_reply(self, reason: str) -> int:
+        self.setreply(*headers.tempfail_reply(reason))
+        return Milter.TEMPFAIL
+
+    # ------------------------------------------------------------ callbacks
+
+    @guarded
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        # AF_INET/AF_INET6: (address, port, ...); AF_UNIX: the socket name.
+        if isinstance(hostaddr, tuple) and hostaddr:
+            self.client_address = str(hostaddr[0])
+        else:
+            self.client_address = str(hostaddr or "")
+        return Milter.CONTINUE
+
+    @guarded
+    def envfrom(self, sender: str, *params: str) -> int:
+        self._discard_message()
+        self._reset_message()
+        if not self.tracker.begin():
+            return self._tempfail_reply("sealgate is shutting down")
+        self._in_flight = True
+        self.sender = _bracketless(sender)
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    @guarded
+    def envrcpt(self, recipient: str, *params: str) -> int:
+        self.recipients.append(_bracketless(recipient))
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    @Milter.decode("bytes")
+    @guarded
+    def header(self, name: str, value: bytes) -> int:
+        if isinstance(value, str):  # a test harness may pass str
+            value = value.encode("utf-8", "surrogateescape")
+        # Postfix joins folded lines with LF (or CRLF): RFC 5322 wants CRLF.
+        value = _LINE_ENDS.sub(b"\r\n", value)
+        self._write(name.encode("ascii", "surrogateescape") + b": " + value + b"\r\n")
+        lname = name.lower()
+        if lname == "authentication-results":
+            self._ar_count += 1
+            text = value.decode("utf-8", "replace")
+            if headers.is_forged_authentication_results(text, self.settings.authserv_id):
+                self._forged.append(self._ar_count)
+        elif lname == "from" and self.from_header is None and len(value) <= MAX_FROM_HEADER:
+            addr = email.utils.parseaddr(value.decode("utf-8", "replace"))[1]
+            self.from_header = addr or None
+        return Milter.CONTINUE
+
+    @guarded
+    def body(self, chunk: bytes) -> int:
+        if not self._body_started:
+            self._body_started = True
+            self._write(b"\r\n")
+        self._write(chunk)
+        if self.too_large and self._protocol & Milter.P_SKIP:
+            return Milter.SKIP  # the rest of the body changes nothing
+        return Milter.CONTINUE
+
+    @guarded
+    def eom(self) -> int:
+        try:
+            return self._end_of_message()
+        finally:
+            self._discard_message()
+
+    @guarded
+    def abort(self) -> int:
+        self._discard_message()
+        self._reset_message()
+        return Milter.CONTINUE
+
+    @guarded
+    def close(self) -> int:
+        self._discard_message()
+        return Milter.CONTINUE
+
+    # ------------------------------------------------------------ end of message
+
+    def _envelope(self) -> Envelope:
+        return Envelope(sender=self.sender, recipients=tuple(self.recipients),
+                        from_header=self.from_header, client_address=self.client_address,
+                        queue_id=self.queue_id)
+
+    def _end_of_message(self) -> int:
+        self.queue_id = str(self.getsymval("i") or "")
+        if self.failed:  # an earlier no-reply callback failed (logged there)
+            self._log_line(None, "tempfail", "internal-error")
+            return self._tempfail_reply("sealgate failed on this message")
+        if not self._body_started:
+            self._write(b"\r\n")
+        envelope = self._envelope()
+        try:
+            if self.too_large:
+                verdict = self.gateway.too_large(envelope, self.size)
+            else:
+                spool = self._spool()
+                spool.seek(0)
+                verdict = self.gateway.evaluate(spool, envelope)
+        except (OSError, SealgateError) as exc:
+            log.error("cannot check message queue_id=%s: %s: tempfail",
+                      _kv(self.queue_id), exc)
+            self._log_line(None, "tempfail", "check-failed")
+            return self._tempfail_reply("sealgate could not check this message now")
+        return self._apply(verdict)
+
+    def _apply(self, verdict: Verdict) -> int:
+        action = Action(verdict.action)
+        if action in (Action.REJECT, Action.TEMPFAIL):
+            self.setreply(*headers.reply_for(verdict))
+            self._log_line(verdict, str(action))
+            return Milter.REJECT if action == Action.REJECT else Milter.TEMPFAIL
+
+        stored = ""
+        if action == Action.QUARANTINE:
+            # Durable first (SPEC §5): a message whose store fails is tempfailed.
+            if self.spool is None:  # too large to keep: it cannot be held for review
+                log.error("cannot quarantine message queue_id=%s: larger than "
+                          "max_message_size (%d bytes), not kept: tempfail",
+                          _kv(self.queue_id), self.settings.max_message_size)
+                self._log_line(verdict, "tempfail", "store-failed")
+                return self._tempfail_reply("sealgate could not quarantine this message")
+            try:
+                self.spool.seek(0)
+                stored = self.store.put(self.spool, self._envelope(), verdict)
+            except (OSError, SealgateError) as exc:
+                log.error("cannot quarantine message queue_id=%s: %s: tempfail",
+                          _kv(self.queue_id), exc)
+                self._log_line(verdict, "tempfail", "store-failed")
+                return self._tempfail_reply("sealgate could not quarantine this message")
+
+        # RFC 8601 §5: remove fields claiming our authserv-id; last first, so
+        # that removing one never shifts the index of another.
+        for index in reversed(self._forged):
+            self.chgheader(headers.AUTHENTICATION_RESULTS, index, "")
+        # RFC 8601 §2.1: prepended, like a trace field; Sealgate-Policy right below.
+        self.addheader(headers.SEALGATE_POLICY, headers.sealgate_policy(verdict), 0)
+        self.addheader(headers.AUTHENTICATION_RESULTS,
+                       headers.authentication_results(self.settings.authserv_id, verdict), 0)
+        if action == Action.QUARANTINE:
+            # Postfix keeps no reason with HOLD: the store and the log have it.
+            self.quarantine(f"sealgate quarantine id {stored}: rule={verdict.rule or 'none'} "
+                            f"codes={','.join(verdict.codes) or 'none'}")
+        self._log_line(verdict, str(action), quarantine_id=stored)
+        return Milter.CONTINUE
+
+    def _log_line(self, verdict: Verdict | None, action: str, error: str = "",
+                  quarantine_id: str = "") -> None:
+        ms = int((time.monotonic() - self._started) * 1000)
+        fields = [
+            ("queue_id", self.queue_id), ("sender", self.sender),
+            ("rcpts", len(self.recipients)),
+            ("rule", verdict.rule if verdict else None), ("action", action),
+            ("codes", ",".join(verdict.codes) if verdict else None),
+            ("structure", verdict.structure if verdict else None),
+            ("size", self.size), ("ms", ms),
+        ]
+        if quarantine_id:
+            fields.append(("quarantine_id", quarantine_id))
+        if error:
+            fields.append(("error", error))
+        log.info("message %s", " ".join(f"{k}={_kv(v)}" for k, v in fields))
+
+
+# ---------------------------------------------------------------- running
+
+
+def install(gateway: Gateway, store: QuarantineStore, tracker: Tracker) -> None:
+    """Point pymilter's connection factory at sealgate."""
+    settings = Settings.from_config(gateway.config)
+    Milter.factory = lambda: SealgateMilter(gateway, store, tracker, settings)
+    Milter.set_flags(ACTIONS)
+
+
+def run(gateway: Gateway, socket: str, timeout: float, *,
+        store: QuarantineStore | None = None, drain_timeout: float | None = None,
+        handle_signals: bool = True) -> None:
+    """Serve the milter on ``socket`` until SIGTERM/SIGINT/SIGHUP, then drain and return.
+
+    libmilter's listener runs in a thread; this (main) thread waits for a
+    signal, then calls ``milter.stop()``: the listening socket closes, no new
+    connection is accepted, messages already started finish (new ones on open
+    connections get 451), and ``run`` returns once none is in flight or after
+    ``drain_timeout`` (default: ``timeout``) seconds.
+    """
+    store = store if store is not None else open_store(gateway.config.quarantine)
+    tracker = Tracker()
+    install(gateway, store, tracker)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def listen() -> None:
+        try:
+            Milter.runmilter("sealgate", socket, int(timeout))
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+        finally:
+            stop.set()
+
+    previous: dict[int, Any] = {}
+    if handle_signals:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, lambda signum, frame: stop.set())
+    listener = threading.Thread(target=listen, name="milter-listener", daemon=True)
+    try:
+        listener.start()
+        log.info("sealgate milter listening on %s", socket)
+        while not stop.wait(0.5):
+            pass
+        tracker.stop()
+        if listener.is_alive():
+            # smfi_stop waits for the listener's mutex, held until its poll
+            # times out (seconds): stop from a side thread and drain meanwhile;
+            # a connection accepted in that window gets 451 at MAIL FROM.
+            threading.Thread(target=Milter.stop, name="milter-stop", daemon=True).start()
+        listener.join(timeout=0.2)
+        if failure:
+            raise SealgateError(f"the milter could not run on {socket}: {failure[0]}")
+        active = tracker.active
+        if active:
+            log.info("stopping: waiting for %d message(s) in flight", active)
+        if not tracker.wait_idle(drain_timeout if drain_timeout is not None else timeout):
+            log.warning("stopping with %d message(s) unfinished: Postfix will retry them",
+                        tracker.active)
+        log.info("sealgate milter stopped")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        store.close()

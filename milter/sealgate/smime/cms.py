@@ -1,0 +1,159 @@
+"""The outer CMS structures, walked as a stream (RFC 5652, RFC 5083, RFC 3274).
+
+Big content (the eContent of SignedData, compressed data) is streamed to a
+sink; the small pieces around it are read whole, bounded, and parsed with
+asn1crypto. Encrypted content is never read: once the content-encryption
+algorithm is known there is nothing more the gateway can see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, x509
+
+from .ber import CONTEXT, INTEGER, OCTET_STRING, OID, SEQUENCE, SET, UNIVERSAL, BerReader, Tlv
+from .limits import Malformed
+
+Sink = Callable[[bytes], object]
+
+# asn1crypto digest names that hashlib computes under the same name.
+HASHLIB_NAMES = frozenset({"md5", "sha1", "sha224", "sha256", "sha384", "sha512",
+                           "sha3_224", "sha3_256", "sha3_384", "sha3_512"})
+
+
+def _load(spec, raw: bytes, what: str, r: BerReader, offset: int):  # noqa: ANN001, ANN202
+    """Parse a small piece fully, so later code never meets a lazy parse error."""
+    try:
+        value = spec.load(raw, strict=True)
+        value.native  # noqa: B018 - forces asn1crypto's lazy parse
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise Malformed(f"{r.what}: bad {what} at byte {offset} ({exc})") from None
+    return value
+
+
+def _as_set(raw: bytes) -> bytes:
+    # [0]/[1] IMPLICIT SET OF: the identifier is one byte, swap it for the universal SET tag
+    return b"\x31" + raw[1:]
+
+
+def read_oid(r: BerReader, what: str) -> str:
+    tlv = r.expect(UNIVERSAL, OID, what, constructed=False)
+    raw = r.raw(tlv, 256)
+    try:
+        return str(cms.ContentType.load(raw, strict=True).native)
+    except (ValueError, TypeError) as exc:
+        raise Malformed(f"{r.what}: bad {what} at byte {tlv.offset} ({exc})") from None
+
+
+def read_content_info(r: BerReader) -> tuple[str, Tlv, Tlv]:
+    """ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT content } (RFC 5652 §3).
+
+    Returns the content type name, the outer SEQUENCE and the [0] wrapper, both
+    open: the caller reads the content and then calls :func:`close`.
+    """
+    outer = r.expect(UNIVERSAL, SEQUENCE, "ContentInfo SEQUENCE", constructed=True)
+    ctype = read_oid(r, "contentType")
+    wrapper = r.expect(CONTEXT, 0, "[0] content", constructed=True)
+    return ctype, outer, wrapper
+
+
+def close(r: BerReader, *tlvs: Tlv) -> None:
+    """Check that each open TLV (innermost first) ends here."""
+    for tlv in tlvs:
+        if r.more(tlv):
+            raise Malformed(f"{r.what}: unexpected element at byte {r.pos} inside byte {tlv.offset}")
+
+
+def _skip_integer(r: BerReader, what: str) -> None:
+    tlv = r.expect(UNIVERSAL, INTEGER, what, constructed=False)
+    r.raw(tlv, 64)
+
+
+@dataclass
+class SignedDataInfo:
+    digest_algorithms: list[str]
+    econtent_type: str
+    has_content: bool
+    certificates: list[x509.Certificate]
+    signer_infos: list[cms.SignerInfo]
+
+
+def read_signed_data(r: BerReader, limit: int,
+                     content_sink: Callable[[list[str]], Sink] | None) -> SignedDataInfo:
+    """SignedData (RFC 5652 §5.1); eContent goes to ``content_sink(digest names)``."""
+    seq = r.expect(UNIVERSAL, SEQUENCE, "SignedData SEQUENCE", constructed=True)
+    _skip_integer(r, "SignedData version")
+    tlv = r.expect(UNIVERSAL, SET, "digestAlgorithms SET", constructed=True)
+    digests = _load(cms.DigestAlgorithms, r.raw(tlv, limit), "digestAlgorithms", r, tlv.offset)
+    names = [str(d["algorithm"].native) for d in digests]
+    encap = r.expect(UNIVERSAL, SEQUENCE, "encapContentInfo SEQUENCE", constructed=True)
+    etype = read_oid(r, "eContentType")
+    has_content = False
+    if r.more(encap):
+        explicit = r.expect(CONTEXT, 0, "[0] eContent", constructed=True)
+        octets = r.expect(UNIVERSAL, OCTET_STRING, "eContent OCTET STRING")
+        if content_sink is None:
+            raise Malformed(f"{r.what}: detached signature carries content at byte {explicit.offset}")
+        r.octets(octets, content_sink(names))
+        has_content = True
+        close(r, explicit, encap)
+    certificates: list[x509.Certificate] = []
+    tag = r.peek_tag()
+    if tag == (CONTEXT, 0):
+        tlv = r.header()
+        certs = _load(cms.CertificateSet, _as_set(r.raw(tlv, limit)), "certificates", r, tlv.offset)
+        certificates = [c.chosen for c in certs if c.name == "certificate"]
+        tag = r.peek_tag()
+    if tag == (CONTEXT, 1):
+        r.skip(r.header())  # CRLs: the trust store brings its own
+    tlv = r.expect(UNIVERSAL, SET, "signerInfos SET", constructed=True)
+    infos = _load(cms.SignerInfos, r.raw(tlv, limit), "signerInfos", r, tlv.offset)
+    close(r, seq)
+    return SignedDataInfo(names, etype, has_content, certificates, list(infos))
+
+
+@dataclass
+class EnvelopedInfo:
+    content_algorithm: str
+    content_key_bits: int | None
+    recipients: list[cms.RecipientInfo]
+
+
+def read_enveloped_data(r: BerReader, limit: int) -> EnvelopedInfo:
+    """(Auth)EnvelopedData up to the content-encryption algorithm (RFC 5652 §6.1, RFC 5083 §2.1)."""
+    r.expect(UNIVERSAL, SEQUENCE, "EnvelopedData SEQUENCE", constructed=True)
+    _skip_integer(r, "EnvelopedData version")
+    if r.peek_tag() == (CONTEXT, 0):
+        r.skip(r.header())  # originatorInfo: certificates for key agreement, not needed here
+    tlv = r.expect(UNIVERSAL, SET, "recipientInfos SET", constructed=True)
+    recipients = _load(cms.RecipientInfos, r.raw(tlv, limit), "recipientInfos", r, tlv.offset)
+    r.expect(UNIVERSAL, SEQUENCE, "encryptedContentInfo SEQUENCE", constructed=True)
+    read_oid(r, "encrypted contentType")
+    tlv = r.expect(UNIVERSAL, SEQUENCE, "contentEncryptionAlgorithm", constructed=True)
+    alg = _load(algos.EncryptionAlgorithm, r.raw(tlv, limit), "contentEncryptionAlgorithm",
+                r, tlv.offset)
+    name = str(alg["algorithm"].native)
+    bits: int | None
+    try:
+        bits = alg.key_length * 8
+    except (ValueError, KeyError, TypeError):
+        bits = None  # unknown to asn1crypto: the algorithm check judges the name
+    return EnvelopedInfo(name, bits, list(recipients))
+
+
+def read_compressed_data(r: BerReader, sink: Sink) -> None:
+    """CompressedData (RFC 3274 §1.1); the compressed eContent goes to ``sink``."""
+    seq = r.expect(UNIVERSAL, SEQUENCE, "CompressedData SEQUENCE", constructed=True)
+    _skip_integer(r, "CompressedData version")
+    tlv = r.expect(UNIVERSAL, SEQUENCE, "compressionAlgorithm", constructed=True)
+    alg = r.raw(tlv, 4096)
+    if _load(cms.CompressionAlgorithm, alg, "compressionAlgorithm", r,
+             tlv.offset)["algorithm"].native != "zlib":
+        raise Malformed(f"{r.what}: compression algorithm other than zlib at byte {tlv.offset}")
+    encap = r.expect(UNIVERSAL, SEQUENCE, "encapContentInfo SEQUENCE", constructed=True)
+    read_oid(r, "eContentType")
+    explicit = r.expect(CONTEXT, 0, "[0] eContent", constructed=True)
+    r.octets(r.expect(UNIVERSAL, OCTET_STRING, "eContent OCTET STRING"), sink)
+    close(r, explicit, encap, seq)

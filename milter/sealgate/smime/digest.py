@@ -1,0 +1,101 @@
+"""Digests of signed content, streamed (RFC 5652 §5.4, RFC 8551 §3.1.1).
+
+The detached content of multipart/signed is hashed in the same pass that finds
+its end, with the algorithms the ``micalg`` parameter announces: a 25 MB
+message then costs one read and one digest. The SignerInfos, read afterwards,
+are authoritative; algorithms the guess missed get a second pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import BinaryIO
+
+from .limits import Malformed
+from .mime import CHUNK, Cursor, Delimiter, delimiter_at
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+# micalg values (RFC 8551 §3.5.3.2, RFC 5751 used "sha1", older clients "sha-1") -> hashlib
+MICALG = {"md5": "md5", "sha-1": "sha1", "sha1": "sha1", "sha-224": "sha224", "sha224": "sha224",
+          "sha-256": "sha256", "sha256": "sha256", "sha-384": "sha384", "sha384": "sha384",
+          "sha-512": "sha512", "sha512": "sha512"}
+
+
+def micalg_names(micalg: str | None) -> set[str]:
+    names = {MICALG.get(v.strip().lower(), "") for v in (micalg or "").split(",")} - {""}
+    return names or {"sha256"}
+
+
+def hash_until_delimiter(f: BinaryIO, pos: int, end: int, boundary: bytes,
+                         names: set[str]) -> tuple[Delimiter | None, dict[str, bytes]]:
+    """Find the delimiter after the line start ``pos``; digest the raw bytes before it.
+
+    Same answer as :func:`mime.find_delimiter`;
+    the digests cover [pos, delimiter.content_end), or [pos, end) if none is found.
+    """
+    hashers = [hashlib.new(n) for n in sorted(names)]
+    verify = Cursor(f, pos, end, chunk=64 * 1024)
+    dash = b"--" + boundary
+    if verify.get(pos, len(dash)) == dash:
+        found = delimiter_at(verify, pos, pos, dash)
+        if found is not None:
+            return found, {n: h.digest() for n, h in zip(sorted(names), hashers, strict=True)}
+    pat = b"\n" + dash
+    hold = len(pat)  # a partial match, and the CR before it, stay unhashed until decided
+    buf = bytearray(CHUNK + hold)
+    view = memoryview(buf)
+    base, have, read_at = pos, 0, pos  # buf[0:have] holds bytes [base, base + have)
+    while True:
+        n = min(CHUNK, end - read_at)
+        got = 0
+        if n > 0:
+            f.seek(read_at)
+            got = f.readinto(view[have:have + n]) or 0
+        read_at += got
+        have += got
+        last = read_at >= end or got == 0
+        i = buf.find(pat, 0, have)
+        while i >= 0:
+            # the line end before the delimiter belongs to it (RFC 2046 §5.1.1)
+            content_end = base + i - (1 if i > 0 and buf[i - 1] == 0x0D else 0)
+            d = delimiter_at(verify, base + i + 1, content_end, dash)
+            if d is not None:
+                for h in hashers:
+                    h.update(view[:d.content_end - base])
+                return d, {n: h.digest() for n, h in zip(sorted(names), hashers, strict=True)}
+            i = buf.find(pat, i + 1, have)
+        keep = 0 if last else min(hold, have)
+        for h in hashers:
+            h.update(view[:have - keep])
+        if last:
+            return None, {n: h.digest() for n, h in zip(sorted(names), hashers, strict=True)}
+        buf[:keep] = buf[have - keep:have]
+        base += have - keep
+        have = keep
+
+
+def hash_range(f: BinaryIO, start: int, end: int, names: set[str],
+               canonical: bool) -> dict[str, bytes]:
+    """Digests of bytes [start, end) of ``f``; ``canonical``: each bare LF hashed as CRLF."""
+    hashers = {n: hashlib.new(n) for n in names}
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    pos, last_cr = start, False
+    while pos < end:
+        f.seek(pos)
+        got = f.readinto(view[:min(CHUNK, end - pos)])
+        if not got:
+            raise Malformed(f"file shorter than expected at byte {pos}")
+        pos += got
+        data: bytes | memoryview = view[:got]
+        if canonical and buf.find(b"\n", 0, got) >= 0:
+            raw = bytes(data)
+            if last_cr and raw[:1] == b"\n":
+                data = b"\n" + _BARE_LF.sub(b"\r\n", raw[1:])
+            else:
+                data = _BARE_LF.sub(b"\r\n", raw)
+        last_cr = data[-1:] == b"\r" if isinstance(data, bytes) else buf[got - 1] == 0x0D
+        for h in hashers.values():
+            h.update(data)
+    return {n: h.digest() for n, h in hashers.items()}

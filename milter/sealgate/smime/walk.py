@@ -1,0 +1,67 @@
+"""Walking a plain multipart tree in one streaming pass, to enforce the limits.
+
+A stack of active boundaries: a delimiter of an outer boundary also ends every
+part nested inside it (real mail often omits inner close delimiters), so one
+pass over the body finds every part at every depth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .limits import Limits, Malformed, TooComplex
+from .mime import MAX_DELIMITER_LINE, Cursor, boundary_of, parse_content_type, read_header_block
+
+
+def walk_multipart(cur: Cursor, body_start: int, boundary: bytes, where: str, depth: int,
+                   limits: Limits, count_parts: Callable[[int, str], None]) -> None:
+    """Check the multipart body at ``body_start``; raise Malformed or TooComplex."""
+    stack: list[tuple[bytes, str, int]] = [(boundary, where, 0)]  # boundary, path, parts so far
+    pos = body_start
+    while stack:
+        if cur.get(pos, 2) == b"--":
+            line_start = pos
+        else:
+            nl = cur.find(b"\n--", pos)
+            if nl < 0:
+                break  # missing close delimiters are tolerated
+            line_start = nl + 1
+        line, pos = cur.line(line_start, MAX_DELIMITER_LINE)
+        if line is None:
+            continue
+        token = line.rstrip(b" \t")
+        level, close = _match(stack, token)
+        if level is None:
+            continue
+        del stack[level + 1:]
+        if close:
+            stack.pop()
+            continue
+        bnd, path, count = stack[level]
+        stack[level] = (bnd, path, count + 1)
+        part = f"{path}.{count + 1}"
+        count_parts(1, part)
+        head = read_header_block(cur, pos, limits, part)
+        if head.problems:
+            raise Malformed(head.problems[0])
+        types = head.get("Content-Type")
+        ct = parse_content_type(types[0] if types else None)
+        if ct.type.startswith("multipart/"):
+            if depth + len(stack) >= limits.max_depth:
+                raise TooComplex(f"part {part}: MIME nesting deeper than {limits.max_depth}")
+            stack.append((boundary_of(ct, part), part, 0))
+        pos = head.body_start
+    if stack and stack[0][2] == 0:
+        raise Malformed(f"part {where}: multipart body without any delimiter line")
+
+
+def _match(stack: list[tuple[bytes, str, int]], token: bytes) -> tuple[int | None, bool]:
+    if not token.startswith(b"--"):
+        return None, False
+    for level in range(len(stack) - 1, -1, -1):
+        dash = b"--" + stack[level][0]
+        if token == dash:
+            return level, False
+        if token == dash + b"--":
+            return level, True
+    return None, False

@@ -1,0 +1,54 @@
+"""Building a real gateway (config + policy + PKI files) for tests."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from sealgate.devpki import TestPKI
+from sealgate.engine import Gateway, load_gateway
+from sealgate.model import Envelope, Verdict
+
+POLICIES = Path(__file__).resolve().parents[1] / "policies"
+
+
+def write_config(folder: Path, pki: TestPKI, *, policy: str = "strict.toml",
+                 crls: list[Path] | None = None, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    crl_list = ", ".join(f'"{p}"' for p in (crls if crls is not None else [pki.crl_path]))
+    config = folder / "sealgate.toml"
+    config.write_text(f"""\
+authserv_id = "mx.example.com"
+internal_domains = ["example.com"]
+
+[milter]
+socket = "unix:{folder}/sealgate.sock"
+
+[directory]
+backend = "files"
+path = "{pki.directory}"
+
+[trust]
+anchors = ["{pki.ca.cert_path}"]
+crls = [{crl_list}]
+
+[quarantine]
+path = "{folder}/quarantine"
+
+[metrics]
+listen = ""
+
+[policy]
+file = "{POLICIES / policy}"
+{extra}
+""")
+    return config
+
+
+def gateway_for(folder: Path, pki: TestPKI, **kwargs) -> Gateway:
+    return load_gateway(write_config(folder, pki, **kwargs))
+
+
+def evaluate(gateway: Gateway, raw: bytes, sender: str, recipients: list[str], **kw) -> Verdict:
+    envelope = Envelope(sender=sender, recipients=tuple(recipients))
+    return gateway.evaluate(io.BytesIO(raw), envelope, **kw)
