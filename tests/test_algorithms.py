@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from asn1crypto import x509
+from cmshelpers import openssl_sign
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
@@ -23,8 +24,6 @@ from sealgate.smime.algorithms import (
     weak_public_key,
 )
 
-from cmshelpers import openssl_sign
-
 
 def _asn1(identity) -> x509.Certificate:
     return x509.Certificate.load(identity.cert.public_bytes(Encoding.DER))
@@ -39,7 +38,8 @@ def test_digest_names_and_oids_map_to_the_same_hash():
     assert hash_algorithm("whirlpool") is None
 
 
-@given(st.binary(max_size=256), st.sampled_from(["md5", "sha1", "sha224", "sha256", "sha384", "sha512"]))
+@given(st.binary(max_size=256),
+       st.sampled_from(["md5", "sha1", "sha224", "sha256", "sha384", "sha512"]))
 def test_digest_matches_hashlib(data, name):
     assert digest(name, data) == hashlib.new(name, data).digest()
     ctor = hashlib_constructor(name)
@@ -87,12 +87,13 @@ def test_ec_p256_is_not_weak(pki):
 
 
 def test_ec_below_256_bits_is_weak():
+    from asn1crypto import keys
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import PublicFormat
-    from asn1crypto import keys
 
     key = ec.generate_private_key(ec.SECP224R1()).public_key()
-    info = keys.PublicKeyInfo.load(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    info = keys.PublicKeyInfo.load(spki)
     detail = weak_public_key(info)
     assert detail is not None and "224" in detail
 

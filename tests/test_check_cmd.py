@@ -36,7 +36,7 @@ def test_check_prints_spec_json_and_exits_0_on_accept(config, pki, tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert set(out) == {"action", "rule", "direction", "structure", "violations", "signers",
-                        "recipients"}
+                        "recipients", "notes"}
     assert out["action"] == "accept"
     assert out["rule"] == "internal"
     assert out["direction"] == "internal"

@@ -224,10 +224,6 @@ def _attempt_put(folder: Path) -> str:
     return result.stdout.strip()
 
 
-def _chmod_tree(folder: Path, dirs: int, files: int) -> None:
-    for path in [folder, *folder.rglob("*")]:
-        path.chmod(dirs if path.is_dir() else files)
-
 
 def test_read_only_folder_gives_store_error(tmp_path: Path) -> None:
     folder = tmp_path / "quarantine"

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from sealgate import devpki
 from sealgate.certs import certificate_addresses
 from sealgate.codes import Code
-from sealgate import devpki
 from sealgate.devpki import Identity, issue_user, make_ca, write_crl
 from sealgate.errors import ConfigError
 from sealgate.trust import TrustStore
@@ -49,7 +49,8 @@ def now() -> dt.datetime:
 def test_good_signer_is_valid(store, pki, now):
     result = store.check_signer(_asn1(pki["alice"]), now)
     assert result.ok and result.findings == [] and result.notes == []
-    assert [c.subject.native["common_name"] for c in result.path] == ["Example Corp Mail CA", "Alice"]
+    names = [c.subject.native["common_name"] for c in result.path]
+    assert names == ["Example Corp Mail CA", "Alice"]
 
 
 @pytest.mark.parametrize("name", ["bob", "frank", "grace"])
@@ -107,7 +108,8 @@ def test_signer_without_extensions_is_valid_and_addressed_by_subject(store, pki,
     assert certificate_addresses(nina) == ("nina@example.com",)
 
 
-def _custom_user(pki: devpki.TestPKI, folder: Path, name: str, *, eku=None, key_usage=None) -> Identity:
+def _custom_user(pki: devpki.TestPKI, folder: Path, name: str, *,
+                 eku=None, key_usage=None) -> Identity:
     """A CA-issued certificate with the given EKU / key usage."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = dt.datetime.now(UTC)
@@ -252,7 +254,8 @@ def test_url_crl_source_is_not_fetched_and_is_crl_unavailable(pki, now):
     store = TrustStore.load([pki.ca.cert_path], ["http://pki.example.com/ca.crl"],
                             require_crl=False)
     [finding] = store.validate_signer(_asn1(pki["alice"]), now)
-    assert finding.code is Code.CRL_UNAVAILABLE and "http://pki.example.com/ca.crl" in finding.detail
+    assert finding.code is Code.CRL_UNAVAILABLE
+    assert "http://pki.example.com/ca.crl" in finding.detail
 
 
 def test_missing_crl_file_is_crl_unavailable_not_a_config_error(pki, now, tmp_path):

@@ -7,11 +7,11 @@ import hashlib
 
 import pytest
 from asn1crypto import cms, x509
+from cmshelpers import CONTENT, openssl_sign, resign_attrs
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from cmshelpers import CONTENT, openssl_sign, resign_attrs
 from sealgate.certs import certificate_addresses
 from sealgate.codes import Code
 from sealgate.errors import DirectoryUnavailable

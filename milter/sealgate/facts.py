@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from asn1crypto import cms, x509
-from cryptography.x509 import load_der_x509_certificate
 
-from .certs import certificate_addresses
+from .certs import certificate_addresses, describe, name_rfc4514, serial_hex
 from .codes import TRANSIENT_CODES, Code, Direction
 from .config import is_internal
 from .directory.base import Directory
@@ -32,7 +31,7 @@ from .model import (
     SignerReport,
 )
 from .smime import algorithms
-from .smime.verify import find_signer_certificate, verify_signature
+from .smime.verify import describe_sid, find_signer_certificate, verify_signature
 from .trust import TrustStore
 
 PASS = "pass"
@@ -71,35 +70,24 @@ def cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
     return cert.issuer.dump(), cert.serial_number
 
 
-def issuer_rfc4514(cert: x509.Certificate) -> str:
-    """The issuer as an RFC 4514 string ("CN=Mail CA,O=Example Corp"), as SPEC §7 shows it."""
-    try:
-        return load_der_x509_certificate(cert.dump()).issuer.rfc4514_string()
-    except ValueError:  # an encoding cryptography refuses: still say who issued it
-        return cert.issuer.human_friendly
-
-
-def _describe(cert: x509.Certificate) -> str:
-    return f"serial {cert.serial_number:x} issued by {cert.issuer.human_friendly}"
-
-
 def _signer_report(layer: SignedLayer, cert: x509.Certificate | None, signer_info: cms.SignerInfo,
                    result: str) -> SignerReport:
     if cert is None:
         sid = signer_info["sid"]
         if sid.name == "issuer_and_serial_number":
             serial = format(sid.chosen["serial_number"].native, "x")
-            issuer = sid.chosen["issuer"].human_friendly
+            issuer = name_rfc4514(sid.chosen["issuer"])
         else:
-            serial, issuer = "", f"subject key identifier {sid.chosen.native.hex()}"
+            serial, issuer = "", describe_sid(signer_info)
         return SignerReport(None, (), serial, issuer, result, layer.where, None)
     emails = certificate_addresses(cert)
-    return SignerReport(emails[0] if emails else None, emails, format(cert.serial_number, "x"),
-                        issuer_rfc4514(cert), result, layer.where, cert)
+    return SignerReport(emails[0] if emails else None, emails, serial_hex(cert),
+                        name_rfc4514(cert.issuer), result, layer.where, cert)
 
 
 def judge_signers(layers: list[SignedLayer], trust: TrustStore, directory: Directory,
-                  at: dt.datetime, out: _Collector) -> list[SignerReport]:
+                  at: dt.datetime, now: dt.datetime, out: _Collector,
+                  notes: list[str]) -> list[SignerReport]:
     reports: list[SignerReport] = []
     for layer in layers:
         if not layer.signers:
@@ -113,22 +101,19 @@ def judge_signers(layers: list[SignedLayer], trust: TrustStore, directory: Direc
                 reports.append(_signer_report(layer, None, info, str(Code.DIRECTORY_UNAVAILABLE)))
                 continue
             if cert is None:
-                report = _signer_report(layer, None, info, str(Code.UNTRUSTED_SIGNER))
                 out.add(Code.UNTRUSTED_SIGNER,
-                        f"part {layer.where}: signer certificate ({report.issuer}, serial "
-                        f"{report.serial or '?'}) is neither in the message nor in the directory")
-                reports.append(report)
+                        f"part {layer.where}: signer certificate ({describe_sid(info)}) is "
+                        f"neither in the message nor in the directory")
+                reports.append(_signer_report(layer, None, info, str(Code.UNTRUSTED_SIGNER)))
                 continue
             findings: list[Finding] = []
             bad = verify_signature(signer, cert)
             if bad is not None:
                 findings.append(bad)
-            findings.extend(trust.validate_signer(cert, at, extra_certs=layer.certificates))
-            digest_name = info["digest_algorithm"]["algorithm"].native
-            weak = [algorithms.weak_digest(digest_name), algorithms.weak_public_key(cert.public_key)]
-            for reason in weak:
-                if reason:
-                    out.add(Code.WEAK_ALGORITHM, f"part {layer.where}: signer {_describe(cert)}: {reason}")
+            checked = trust.check_signer(cert, at, extra_certs=layer.certificates, now=now)
+            findings.extend(checked.findings)
+            notes.extend(n for n in checked.notes if n not in notes)
+            out.extend(algorithms.signer_weak_findings(info, cert, layer.where))
             out.extend(findings)
             result = str(findings[0].code) if findings else PASS
             reports.append(_signer_report(layer, cert, info, result))
@@ -170,9 +155,8 @@ def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains
         else:
             by_ski.add(key)  # type: ignore[arg-type]
 
-    reason = algorithms.weak_cipher(layer.content_algorithm, layer.content_key_bits)
-    if reason:
-        out.add(Code.WEAK_ALGORITHM, f"part {layer.where}: content encryption: {reason}")
+    out.extend(algorithms.cipher_weak_findings(layer.content_algorithm, layer.content_key_bits,
+                                               layer.where))
 
     # recipient-revoked: the content key is wrapped for a revoked certificate (RFC 5280 §5.3).
     revoked_keys: set[tuple[bytes, int]] = set()
@@ -181,7 +165,7 @@ def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains
             revoked_keys.add((issuer_der, serial))
             out.add(Code.RECIPIENT_REVOKED,
                     f"part {layer.where}: encrypted to revoked certificate serial {serial:x} "
-                    f"issued by {x509.Name.load(issuer_der).human_friendly}")
+                    f"issued by {name_rfc4514(x509.Name.load(issuer_der))}")
     for ski in sorted(by_ski):
         try:
             cert = directory.find_by_key_identifier(ski)
@@ -191,7 +175,7 @@ def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains
         if cert is not None and trust.is_revoked(cert.issuer, cert.serial_number, now):
             revoked_keys.add(cert_key(cert))
             out.add(Code.RECIPIENT_REVOKED,
-                    f"part {layer.where}: encrypted to revoked certificate {_describe(cert)}")
+                    f"part {layer.where}: encrypted to revoked certificate {describe(cert)}")
 
     reports: list[RecipientReport] = []
     for address in envelope.recipients:
@@ -244,7 +228,8 @@ def gather(inspection: Inspection, envelope: Envelope, direction: Direction,
                     "encrypted, with no signature outside the encryption: the signer cannot be "
                     "verified at the gateway")
 
-    signers = judge_signers(signed_layers, trust, directory, at, out)
+    notes: list[str] = []
+    signers = judge_signers(signed_layers, trust, directory, at, now, out, notes)
     _judge_sender(signers, envelope, internal_domains, directory, out)
 
     if encrypted is not None:
@@ -253,7 +238,7 @@ def gather(inspection: Inspection, envelope: Envelope, direction: Direction,
     else:
         recipients = [RecipientReport(a, None) for a in envelope.recipients]
     return Facts(structure=inspection.structure, direction=direction, candidates=out.items,
-                 signers=signers, recipients=recipients)
+                 signers=signers, recipients=recipients, notes=notes)
 
 
 def _judge_sender(signers: list[SignerReport], envelope: Envelope,

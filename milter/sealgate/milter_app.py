@@ -114,6 +114,8 @@ def guarded(func: F) -> F:
             log.exception("unexpected error in the %s callback (queue_id=%s): tempfail",
                           func.__name__, self.queue_id or "-")
             self.failed = True
+            if func.__name__ == "eom":
+                self._log_line(None, "tempfail", "internal-error")
             if func.__name__ in NOREPLY_CALLBACKS:
                 return Milter.CONTINUE
             self._discard_message()

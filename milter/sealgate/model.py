@@ -161,6 +161,7 @@ class Facts:
     candidates: list[Finding]
     signers: list[SignerReport]
     recipients: list[RecipientReport]
+    notes: list[str] = field(default_factory=list)  # e.g. an issuer not revocation-checked
 
 
 @dataclass
@@ -173,6 +174,7 @@ class Verdict:
     signers: list[SignerReport]
     recipients: list[RecipientReport]
     auth_result: AuthResult = AuthResult.NONE
+    notes: list[str] = field(default_factory=list)
 
     @property
     def codes(self) -> list[str]:
@@ -187,4 +189,5 @@ class Verdict:
             "violations": [f.as_dict() for f in self.violations],
             "signers": [s.as_dict() for s in self.signers],
             "recipients": [r.as_dict() for r in self.recipients],
+            "notes": list(self.notes),
         }

@@ -153,4 +153,5 @@ def decide(facts: Facts, policy: Policy, envelope: Envelope) -> Verdict:
         violations=violations,
         signers=list(facts.signers),
         recipients=list(facts.recipients),
+        notes=list(facts.notes),
     )

@@ -185,7 +185,8 @@ def cipher_weak_findings(name_or_oid: str, key_bits: int | None,
     return [Finding(Code.WEAK_ALGORITHM, f"{detail}{at}")]
 
 
-def certificate_weak_findings(cert: asn1_x509.Certificate, role: str = "certificate") -> list[Finding]:
+def certificate_weak_findings(cert: asn1_x509.Certificate,
+                              role: str = "certificate") -> list[Finding]:
     """weak-algorithm finding for a certificate's key (e.g. a recipient's)."""
     detail = weak_public_key(cert.public_key)
     if detail is None:

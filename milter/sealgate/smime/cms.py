@@ -28,7 +28,7 @@ def _load(spec, raw: bytes, what: str, r: BerReader, offset: int):  # noqa: ANN0
     try:
         value = spec.load(raw, strict=True)
         value.native  # noqa: B018 - forces asn1crypto's lazy parse
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises assorted types on bad input
         raise Malformed(f"{r.what}: bad {what} at byte {offset} ({exc})") from None
     return value
 

@@ -8,6 +8,7 @@ end in CRLF or a bare LF (a message stored by a Unix MTA).
 from __future__ import annotations
 
 import binascii
+import re
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -67,6 +68,27 @@ class Cursor:
                 return -1
             pos = max(pos, have - len(pat) + 1)
         return -1
+
+    def search(self, rx: re.Pattern[bytes], pos: int, overlap: int) -> re.Match[bytes] | None:
+        """First match of ``rx`` at or after ``pos``; matches are at most ``overlap`` long.
+
+        Match positions are relative to ``self.base``.
+        """
+        while True:
+            if not (self._base <= pos < self._base + self._len):
+                self._load(pos)
+                if not self._len:
+                    return None
+            m = rx.search(self._buf, pos - self._base, self._len)
+            have = self._base + self._len
+            if m is not None or have >= self.end:
+                return m
+            pos = max(pos + 1, have - overlap)
+            self._load(pos)
+
+    @property
+    def base(self) -> int:
+        return self._base
 
     def line(self, pos: int, maxlen: int) -> tuple[bytes | None, int]:
         """(line without its line end, position after it); None if longer than ``maxlen``."""

@@ -12,6 +12,7 @@ not judged here (see :mod:`sealgate.trust`).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from asn1crypto import cms, x509
 from asn1crypto.core import Void
@@ -37,7 +38,7 @@ class _Bad(Exception):
 # ---------------------------------------------------------------- signer certificate
 
 
-def _sid_parts(signer_info: cms.SignerInfo) -> tuple[str, object]:
+def _sid_parts(signer_info: cms.SignerInfo) -> tuple[str, Any]:
     sid = signer_info["sid"]
     return sid.name, sid.chosen
 
@@ -55,7 +56,6 @@ def find_signer_certificate(signer_info: cms.SignerInfo,
     try:
         kind, value = _sid_parts(signer_info)
         if kind == "issuer_and_serial_number":
-            assert isinstance(value, cms.IssuerAndSerialNumber)
             issuer_der = encoded(value["issuer"])
             serial = value["serial_number"].native
             for cert in certificates:
@@ -65,7 +65,7 @@ def find_signer_certificate(signer_info: cms.SignerInfo,
                 return directory.find_by_issuer_serial(value["issuer"], serial)
             return None
         if kind == "subject_key_identifier":
-            ski = bytes(value.native)  # type: ignore[attr-defined]
+            ski = bytes(value.native)
             for cert in certificates:
                 if _key_identifier_matches(cert, ski):
                     return cert
@@ -92,10 +92,9 @@ def describe_sid(signer_info: cms.SignerInfo) -> str:
     try:
         kind, value = _sid_parts(signer_info)
         if kind == "issuer_and_serial_number":
-            assert isinstance(value, cms.IssuerAndSerialNumber)
             return (f"serial {format(value['serial_number'].native, 'x')} "
                     f"issued by {name_rfc4514(value['issuer'])}")
-        return f"key identifier {bytes(value.native).hex()}"  # type: ignore[attr-defined]
+        return f"key identifier {bytes(value.native).hex()}"
     except (ValueError, TypeError, KeyError):
         return "unreadable signer identifier"
 
@@ -163,14 +162,13 @@ def _verify(signer: SignerInput, cert: x509.Certificate) -> None:
     # RFC 5652 §5.3: signedAttrs MUST be present when eContentType is not id-data.
     if _content_type_oid(signer.econtent_type) != _DATA_OID:
         raise _Bad(f"no signed attributes for content type {signer.econtent_type}")
-    last: _Bad | None = None
+    last = _Bad("no content digest to check")
     for candidate in signer.content_digests:
         try:
             _check_value(sig_name, sig_alg, hash_alg, cert, signature, candidate, prehashed=True)
             return
         except _Bad as bad:
             last = bad
-    assert last is not None
     raise last
 
 

@@ -27,9 +27,9 @@ verdict should carry (``check_signer``/``check_recipient`` return it;
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-import logging
 from pathlib import Path
 
 from asn1crypto import pem, x509
@@ -145,7 +145,8 @@ class TrustStore:
                            now: datetime | None = None) -> list[Finding]:
         return self.check_recipient(cert, at, extra_certs, now=now).findings
 
-    def is_revoked(self, issuer: x509.Name, serial: int, now: datetime | None = None) -> bool | None:
+    def is_revoked(self, issuer: x509.Name, serial: int,
+                   now: datetime | None = None) -> bool | None:
         """Is (issuer, serial) on the issuer's current CRL? None: no CRL valid now for it."""
         return self._validator.is_revoked(issuer, serial, now or _now())
 

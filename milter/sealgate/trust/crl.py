@@ -66,7 +66,7 @@ class CrlEntry:
         return name_rfc4514(self.issuer)
 
     def is_current(self, now: datetime) -> bool:
-        """RFC 5280 §5.1.2.4-5: valid from thisUpdate to nextUpdate; no nextUpdate: never current."""
+        """RFC 5280 §5.1.2.4-5: current from thisUpdate to nextUpdate; none without nextUpdate."""
         if self.next_update is None:
             return False
         return self.this_update - CLOCK_SKEW <= now <= self.next_update
@@ -200,7 +200,8 @@ class CrlIndex:
 
     def current(self, issuer_cert: x509.Certificate, subject: x509.Certificate | None,
                 now: datetime) -> CrlEntry | None:
-        """The newest CRL of ``issuer_cert`` valid now and signed by its key, covering ``subject``."""
+        """The newest CRL of ``issuer_cert`` current at ``now``, signed by its key,
+        covering ``subject``."""
         for entry in self._by_issuer.get(encoded(issuer_cert.subject), ()):
             if not entry.is_current(now):
                 continue

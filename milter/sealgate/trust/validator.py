@@ -174,7 +174,8 @@ class Validator:
 
     # ------------------------------------------------------------ path building
 
-    def _path(self, cert: x509.Certificate, extras: tuple[x509.Certificate, ...]) -> _Path | _NoPath:
+    def _path(self, cert: x509.Certificate,
+              extras: tuple[x509.Certificate, ...]) -> _Path | _NoPath:
         key = (fingerprint(cert), *sorted(fingerprint(c) for c in extras))
         cached = self._cache.get(key)
         if cached is None:
@@ -182,7 +183,8 @@ class Validator:
             self._cache.put(key, cached)
         return cached
 
-    def _build(self, cert: x509.Certificate, extras: tuple[x509.Certificate, ...]) -> _Path | _NoPath:
+    def _build(self, cert: x509.Certificate,
+               extras: tuple[x509.Certificate, ...]) -> _Path | _NoPath:
         context = ValidationContext(
             trust_manager=self._trust_manager,
             other_certs=list(extras),
