@@ -22,7 +22,7 @@ def walk_multipart(cur: Cursor, body_start: int, boundary: bytes, where: str, de
     stack: list[tuple[bytes, str, int]] = [(boundary, where, 0)]  # boundary, path, parts so far
     pos = body_start
     while stack:
-        if (pos == cur.start or cur.get(pos - 1, 1) != b"\n") and cur.get(pos, 2) == b"--":
+        if pos == cur.start and cur.get(pos, 2) == b"--":  # elsewhere a line start follows "\n"
             line, after = cur.line(pos, MAX_DELIMITER_LINE)
             level, close = _match(stack, line)
             pos = after
