@@ -293,3 +293,21 @@ def test_verdict_is_the_same_for_check_input_from_a_file(gw, pki, tmp_path: Path
     from_bytes = gw.evaluate(io.BytesIO(raw))
     assert from_file.as_dict() == from_bytes.as_dict()
     assert from_file.action is Action.ACCEPT
+
+
+def test_gpgsm_encrypted_then_openssl_signed_passes(gw, pki):
+    # GnuPG writes BER with indefinite lengths; the outer signature is OpenSSL's.
+    entity = m.sign(m.gpgsm_encrypt(m.sign(BODY, pki["alice"]), [pki["bob"], pki["alice"]], pki.ca),
+                    pki["alice"])
+    v = evaluate(gw, internal("alice@example.com", "bob@example.com", entity),
+                 "alice@example.com", ["bob@example.com"])
+    assert v.action is Action.ACCEPT, v.violations
+    assert v.structure == "signed(encrypted)"
+    assert [(r.address, r.covered) for r in v.recipients] == [("bob@example.com", True)]
+
+
+def test_gpgsm_encrypted_only_is_signature_hidden(gw, pki):
+    entity = m.gpgsm_encrypt(BODY, [pki["bob"]], pki.ca)
+    v = evaluate(gw, internal("alice@example.com", "bob@example.com", entity),
+                 "alice@example.com", ["bob@example.com"])
+    assert codes(v) == {"signature-hidden"}

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from . import devmail as m
 from .devpki import TestPKI, build_pki
-from .milterclient import MilterClient, MilterResult, split_message
+from .milterclient import MilterClient, MilterResult, split_message, wait_for_milter
 
 REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -83,22 +81,6 @@ def scenarios(pki: TestPKI) -> list[tuple[str, str, list[str], bytes]]:
     ]
 
 
-def _wait_for_socket(path: Path, proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"sealgate milter exited with status {proc.returncode}; see above")
-        if path.exists():
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(str(path))
-                return
-            except OSError:
-                pass
-        time.sleep(0.05)
-    raise SystemExit(f"sealgate milter did not listen on {path} within {timeout:.0f} s")
-
-
 def _policy_of(result: MilterResult) -> str:
     for name, value in result.added_headers:
         if name.lower() == "sealgate-policy":
@@ -129,10 +111,14 @@ def run(folder: Path) -> int:
     subprocess.run([sys.executable, "-m", "sealgate", "config", "check", "--config", str(config)],
                    check=True)
     print(f"starting: sealgate milter --config {config}")
-    proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config", str(config)],
-                            stderr=open(folder / "milter.log", "wb"))  # noqa: SIM115
+    with (folder / "milter.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config",
+                                 str(config)], stderr=log)
     try:
-        _wait_for_socket(sock, proc)
+        try:
+            wait_for_milter(sock, proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise SystemExit(f"{exc}; see {folder}/milter.log") from None
         rows = []
         for n, (what, sender, rcpts, raw) in enumerate(scenarios(pki), 1):
             headers, body = split_message(raw)

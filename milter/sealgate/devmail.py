@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from asn1crypto import cms
+from cryptography.hazmat.primitives import hashes
 
 from .devpki import Identity
 
@@ -94,6 +95,39 @@ def encrypt(entity: bytes, recipients: Sequence[Identity | Path], *, cipher: str
         if oaep:
             args += ["-keyopt", "rsa_padding_mode:oaep"]
     return _strip_mime_version(_run(args, entity))
+
+
+def gpgsm_encrypt(entity: bytes, recipients: Sequence[Identity], ca: Identity) -> bytes:
+    """``gpgsm --encrypt`` (GnuPG's S/MIME, BER with indefinite lengths) in a throwaway home.
+
+    The CA is marked trusted in the home's trustlist; CRL checks are off there
+    because gpgsm would fetch them through dirmngr.
+    """
+    with tempfile.TemporaryDirectory(prefix="sealgate-gpgsm-") as tmp:
+        home = Path(tmp)
+        home.chmod(0o700)
+        env = {**os.environ, "GNUPGHOME": str(home)}
+        fpr = ca.cert.fingerprint(hashes.SHA1()).hex(":").upper()  # noqa: S303 - gpgsm's id
+        (home / "trustlist.txt").write_text(f"{fpr} S relax\n")
+        (home / "gpgsm.conf").write_text("disable-crl-checks\n")
+        certs = [str(ca.cert_path), *(str(r.cert_path) for r in recipients)]
+        try:
+            subprocess.run(["gpgsm", "--batch", "--import", *certs], env=env, check=True,
+                           capture_output=True)
+            src = home / "in"
+            src.write_bytes(entity)
+            args = ["gpgsm", "--batch", "--base64", "--encrypt"]
+            for r in recipients:
+                args += ["-r", r.email]
+            proc = subprocess.run([*args, str(src)], env=env, capture_output=True, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"gpgsm --encrypt failed: {proc.stderr.decode(errors='replace')}")
+        finally:
+            subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True, check=False)
+    b64 = re.sub(rb"(?<!\r)\n", b"\r\n", proc.stdout)
+    return (b'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\r\n'
+            b'Content-Transfer-Encoding: base64\r\n'
+            b'Content-Disposition: attachment; filename="smime.p7m"\r\n\r\n' + b64)
 
 
 def triple_wrap(entity: bytes, signer: Identity, recipients: Sequence[Identity | Path],

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import time
+from pathlib import Path
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -180,18 +183,25 @@ class MilterClient:
     def _modification(answer: tuple[bytes, bytes], result: MilterResult) -> None:
         cmd, data = answer
         if cmd == b"h":
-            name, value = data.rstrip(b"\0").split(b"\0", 1)
-            result.added_headers.append((name.decode(), value.decode(errors="replace")))
+            name, value = _pair(data)
+            result.added_headers.append((name, value))
         elif cmd in (b"m", b"i"):
             (index,) = struct.unpack("!I", data[:4])
-            name, value = data[4:].rstrip(b"\0").split(b"\0", 1)
+            name, value = _pair(data[4:])
             if cmd == b"m":
-                result.changed_headers.append((index, name.decode(), value.decode(errors="replace")))
+                result.changed_headers.append((index, name, value))
             else:
-                result.added_headers.insert(0, (name.decode(), value.decode(errors="replace")))
+                result.added_headers.insert(0, (name, value))
         elif cmd == b"q":
             result.quarantine = data.rstrip(b"\0").decode(errors="replace")
         # other modifications (rcpt, body, from) are not used by sealgate
+
+
+def _pair(data: bytes) -> tuple[str, str]:
+    """``name NUL value NUL`` (an empty value deletes the header in chgheader)."""
+    name, _, rest = data.partition(b"\0")
+    value = rest.split(b"\0", 1)[0]
+    return name.decode("ascii", "replace"), value.decode("utf-8", "replace")
 
 
 def split_message(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
@@ -211,3 +221,20 @@ def split_message(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
             headers.append((name.decode("ascii", "replace"),
                             value.lstrip(b" ").decode("utf-8", "replace")))
     return headers, body
+
+
+def wait_for_milter(path: Path, proc: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+    """Wait until a milter accepts connections on the unix socket ``path``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"sealgate milter exited with status {proc.returncode}")
+        if path.exists():
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(str(path))
+                return
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise TimeoutError(f"no milter listening on {path} after {timeout:.0f} s")

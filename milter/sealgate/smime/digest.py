@@ -28,10 +28,11 @@ def micalg_names(micalg: str | None) -> set[str]:
 
 
 def hash_until_delimiter(f: BinaryIO, pos: int, end: int, boundary: bytes,
-                         names: set[str]) -> tuple[Delimiter | None, dict[str, bytes]]:
+                         names: set[str]) -> tuple[Delimiter | None, dict[str, bytes] | None]:
     """Find the delimiter after the line start ``pos``; digest the raw bytes before it.
 
-    Same answer as :func:`mime.find_delimiter`;
+    Same answer as :func:`mime.find_delimiter`; digests None when a line merely looked
+    like a delimiter (hostile content: the caller falls back to find_delimiter, then hashes);
     the digests cover [pos, delimiter.content_end), or [pos, end) if none is found.
     """
     hashers = [hashlib.new(n) for n in sorted(names)]
@@ -56,15 +57,15 @@ def hash_until_delimiter(f: BinaryIO, pos: int, end: int, boundary: bytes,
         have += got
         last = read_at >= end or got == 0
         i = buf.find(pat, 0, have)
-        while i >= 0:
+        if i >= 0:
             # the line end before the delimiter belongs to it (RFC 2046 §5.1.1)
             content_end = base + i - (1 if i > 0 and buf[i - 1] == 0x0D else 0)
             d = delimiter_at(verify, base + i + 1, content_end, dash)
-            if d is not None:
-                for h in hashers:
-                    h.update(view[:d.content_end - base])
-                return d, {n: h.digest() for n, h in zip(sorted(names), hashers, strict=True)}
-            i = buf.find(pat, i + 1, have)
+            if d is None:
+                return None, None
+            for h in hashers:
+                h.update(view[:d.content_end - base])
+            return d, {n: h.digest() for n, h in zip(sorted(names), hashers, strict=True)}
         keep = 0 if last else min(hold, have)
         for h in hashers:
             h.update(view[:have - keep])

@@ -8,6 +8,7 @@ end in CRLF or a bare LF (a message stored by a Unix MTA).
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -269,15 +270,34 @@ def find_delimiter(cur: Cursor, pos: int, boundary: bytes) -> Delimiter | None:
         d = delimiter_at(cur, pos, pos, dash)
         if d:
             return d
-    pat = b"\n" + dash
-    i = cur.find(pat, pos)
-    while i >= 0:
-        end = i - 1 if i > pos and cur.get(i - 1, 1) == b"\r" else i
-        d = delimiter_at(cur, i + 1, end, dash)
-        if d:
-            return d
-        i = cur.find(pat, i + 1)
+    i = cur.find(b"\n" + dash, pos)
+    if i < 0:
+        return None
+    d = delimiter_at(cur, i + 1, _content_end(cur, pos, i), dash)
+    if d:
+        return d
+    # A line that only starts like the delimiter: odd or hostile content, where many such
+    # lines would each cost a Python round; the regular expression skips them in C.
+    m = cur.search(delimiter_rx(boundary), i + 1, MAX_DELIMITER_LINE)
+    if m is not None:
+        i = cur.base + m.start()
+        after = cur.base + m.end()
+        return Delimiter(_content_end(cur, pos, i), after, m.group(1) is not None)
+    tail = cur.get(max(pos, cur.end - MAX_DELIMITER_LINE), MAX_DELIMITER_LINE)
+    i = cur.end - len(tail) + tail.rfind(b"\n")  # the last line may lack a line end
+    if tail.rfind(b"\n") >= 0 and i + 1 < cur.end:
+        return delimiter_at(cur, i + 1, _content_end(cur, pos, i), dash)
     return None
+
+
+def _content_end(cur: Cursor, pos: int, nl: int) -> int:
+    # the line end before the delimiter belongs to it (RFC 2046 §5.1.1)
+    return nl - 1 if nl > pos and cur.get(nl - 1, 1) == b"\r" else nl
+
+
+@functools.lru_cache(maxsize=64)
+def delimiter_rx(boundary: bytes) -> re.Pattern[bytes]:
+    return re.compile(rb"\n--" + re.escape(boundary) + rb"(--)?[ \t]*\r?\n")
 
 
 def delimiter_at(cur: Cursor, line_start: int, content_end: int, dash: bytes) -> Delimiter | None:

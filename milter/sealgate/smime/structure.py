@@ -124,7 +124,10 @@ class _Inspector:
         if first is None or first.close:
             raise Malformed(f"part {where}: multipart/signed without parts")
         guess = micalg_names(ct.param("micalg"))
-        second, raw = hash_until_delimiter(cur.f, first.after, cur.end, boundary, guess)
+        second, digests = hash_until_delimiter(cur.f, first.after, cur.end, boundary, guess)
+        if digests is None:
+            second = find_delimiter(cur, first.after, boundary)
+        raw = digests or {}
         if second is None or second.close:
             raise Malformed(f"part {where}: multipart/signed without a signature part")
         self.count_parts(2, where)
