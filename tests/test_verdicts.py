@@ -311,3 +311,49 @@ def test_gpgsm_encrypted_only_is_signature_hidden(gw, pki):
     v = evaluate(gw, internal("alice@example.com", "bob@example.com", entity),
                  "alice@example.com", ["bob@example.com"])
     assert codes(v) == {"signature-hidden"}
+
+
+def test_ec_recipient_by_key_agreement_is_covered(gw, pki):
+    raw = internal("alice@example.com", "frank@example.com",
+                   m.triple_wrap(BODY, pki["alice"], [pki["frank"], pki["alice"]]))
+    v = evaluate(gw, raw, "alice@example.com", ["frank@example.com"])
+    assert v.action is Action.ACCEPT, v.violations
+    assert [(r.address, r.covered) for r in v.recipients] == [("frank@example.com", True)]
+
+
+def test_recipients_and_signer_identified_by_key_identifier(gw, pki):
+    inner = m.encrypt(m.sign(BODY, pki["alice"], keyid=True), [pki["bob"], pki["alice"]],
+                      keyid=True)
+    entity = m.sign(inner, pki["alice"], keyid=True, include_certs=False)
+    v = evaluate(gw, internal("alice@example.com", "bob@example.com", entity),
+                 "alice@example.com", ["bob@example.com"])
+    assert v.action is Action.ACCEPT, v.violations
+    assert [(r.address, r.covered) for r in v.recipients] == [("bob@example.com", True)]
+
+
+def test_every_visible_signature_is_reported(gw, pki):
+    entity = m.sign(m.sign(m.encrypt(BODY, [pki["bob"]]), pki["bob"]), pki["alice"])
+    v = evaluate(gw, internal("alice@example.com", "bob@example.com", entity),
+                 "alice@example.com", ["bob@example.com"])
+    assert v.structure == "signed(signed(encrypted))"
+    assert [(s.email, s.result) for s in v.signers] == [
+        ("alice@example.com", "pass"), ("bob@example.com", "pass")]
+    assert v.action is Action.ACCEPT, v.violations
+
+
+def test_one_bad_signer_among_several_is_reported(gw, pki):
+    entity = m.sign(m.encrypt(BODY, [pki["bob"]]), pki["alice"], extra_signers=[pki["carol"]])
+    v = evaluate(gw, internal("alice@example.com", "bob@example.com", entity),
+                 "alice@example.com", ["bob@example.com"])
+    assert {(s.email, s.result) for s in v.signers} == {
+        ("alice@example.com", "pass"), ("carol@example.com", "revoked-signer")}
+    assert codes(v) == {"revoked-signer"}
+
+
+def test_outlook_x_pkcs7_spellings_and_opaque_signing(gw, pki):
+    entity = m.sign(m.encrypt(BODY, [pki["bob"]]), pki["alice"], detached=False)
+    entity = entity.replace(b"application/pkcs7-mime", b"application/x-pkcs7-mime")
+    v = evaluate(gw, internal("alice@example.com", "bob@example.com", entity),
+                 "alice@example.com", ["bob@example.com"])
+    assert v.structure == "signed(encrypted)"
+    assert v.action is Action.ACCEPT, v.violations

@@ -69,7 +69,7 @@ def _strip_mime_version(entity: bytes) -> bytes:
 
 
 def sign(entity: bytes, signer: Identity, *, detached: bool = True, md: str = "sha256",
-         include_certs: bool = True, pss: bool = False,
+         include_certs: bool = True, pss: bool = False, keyid: bool = False,
          extra_signers: Sequence[Identity] = ()) -> bytes:
     """``openssl cms -sign``: multipart/signed (detached) or opaque signed-data."""
     args = ["cms", "-sign", "-binary", "-crlfeol", "-md", md, "-outform", "SMIME",
@@ -82,13 +82,17 @@ def sign(entity: bytes, signer: Identity, *, detached: bool = True, md: str = "s
         args.append("-nodetach")
     if not include_certs:
         args.append("-nocerts")
+    if keyid:  # SignerIdentifier by subject key identifier, not issuer+serial
+        args.append("-keyid")
     return _strip_mime_version(_run(args, entity))
 
 
 def encrypt(entity: bytes, recipients: Sequence[Identity | Path], *, cipher: str = "aes-256-cbc",
-            oaep: bool = False) -> bytes:
+            oaep: bool = False, keyid: bool = False) -> bytes:
     """``openssl cms -encrypt``: enveloped-data, or authEnveloped-data for *-gcm ciphers."""
     args = ["cms", "-encrypt", "-binary", "-crlfeol", f"-{cipher}", "-outform", "SMIME"]
+    if keyid:  # RecipientIdentifier by subject key identifier
+        args.append("-keyid")
     for rcpt in recipients:
         path = rcpt.cert_path if isinstance(rcpt, Identity) else rcpt
         args += ["-recip", str(path)]

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 
 from asn1crypto import cms, x509
 
-from .certs import certificate_addresses, describe, name_rfc4514, serial_hex
+from .certs import (
+    certificate_addresses,
+    describe,
+    encoded,
+    fingerprint,
+    name_rfc4514,
+    serial_hex,
+)
 from .codes import TRANSIENT_CODES, Code, Direction
 from .config import is_internal
 from .directory.base import Directory
@@ -67,7 +74,7 @@ def visible_layers(root: Layer | None) -> tuple[list[SignedLayer], EncryptedLaye
 
 
 def cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
-    return cert.issuer.dump(), cert.serial_number
+    return encoded(cert.issuer), cert.serial_number
 
 
 def _signer_report(layer: SignedLayer, cert: x509.Certificate | None, signer_info: cms.SignerInfo,
@@ -133,7 +140,7 @@ def _recipient_ids(layer: EncryptedLayer) -> Iterator[tuple[str, object]]:
         for rid in rids:
             if rid.name == "issuer_and_serial_number":
                 ias = rid.chosen
-                yield "iss", (ias["issuer"].dump(), ias["serial_number"].native)
+                yield "iss", (encoded(ias["issuer"]), ias["serial_number"].native)
             elif rid.name == "subject_key_identifier":
                 yield "ski", rid.chosen.native
             else:  # r_key_id
@@ -261,11 +268,12 @@ def _judge_sender(signers: list[SignerReport], envelope: Envelope,
     if not is_internal(sender, internal_domains):
         return
     try:
-        published = {c.dump() for c in directory.certificates_for(sender)}
+        published = {fingerprint(c) for c in directory.certificates_for(sender)}
     except DirectoryUnavailable as exc:
         out.add(Code.DIRECTORY_UNAVAILABLE, f"looking up sender {sender}: {exc}")
         return
-    if not any(s.certificate is not None and s.certificate.dump() in published for s in matching):
+    if not any(s.certificate is not None and fingerprint(s.certificate) in published
+               for s in matching):
         out.add(Code.SIGNER_NOT_IN_DIRECTORY,
                 f"{sender}: the signing certificate (serial {matching[0].serial}) is not one the "
                 f"directory publishes for this address")
