@@ -31,6 +31,10 @@ venv: deps $(VENV)/.installed
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+lint: venv
+	$(VENV)/bin/ruff check milter tests bench
+	$(VENV)/bin/mypy
+
 demo: venv
 	$(PY) -m sealgate.demo demo
 

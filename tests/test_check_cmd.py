@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from gateway_helpers import write_config
 
 from sealgate import devmail as m
 from sealgate.devpki import TestPKI, write_crl
-
-from gateway_helpers import write_config
 
 BODY = m.text_entity("Hello Bob\r\n")
 
@@ -68,7 +67,7 @@ def test_check_from_and_to_override_the_headers(config):
 
 
 def test_check_exits_3_on_tempfail(pki, tmp_path):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     stale = write_crl(tmp_path / "stale.crl", pki.ca, [], last_update=now - dt.timedelta(days=3),
                       next_update=now - dt.timedelta(days=1))
     config = write_config(tmp_path / "cfg", pki, crls=[stale])

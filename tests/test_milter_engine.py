@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gateway_helpers import write_config
 
 from sealgate import devmail as m
 from sealgate.devpki import TestPKI, write_crl
 from sealgate.milterclient import MilterClient, MilterResult, split_message, wait_for_milter
-
-from gateway_helpers import write_config
 
 BODY = m.text_entity("Hi Bob,\r\n\r\nnumbers attached.\r\n")
 
@@ -141,7 +140,7 @@ def test_milter_and_check_give_the_same_decision(milter, pki, tmp_path):
 
 
 def test_stale_crl_tempfails_451(pki, tmp_path):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     stale = write_crl(tmp_path / "stale.crl", pki.ca, pki.revoked,
                       last_update=now - dt.timedelta(days=9), next_update=now - dt.timedelta(days=2))
     for milter in _start(tmp_path / "m", pki, crls=[stale]):

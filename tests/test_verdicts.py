@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 import pytest
+from gateway_helpers import evaluate, gateway_for
 
 from sealgate import devmail as m
 from sealgate.codes import Action, AuthResult
@@ -19,9 +20,7 @@ from sealgate.devpki import TestPKI, issue_user, write_crl
 from sealgate.engine import Gateway
 from sealgate.headers import authentication_results
 
-from gateway_helpers import evaluate, gateway_for
-
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BODY = m.text_entity("Hi,\r\n\r\nsee attached.\r\n")
 
 

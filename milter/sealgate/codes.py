@@ -114,7 +114,7 @@ REPLY_TEMPFAIL = ("451", "4.7.1")
 
 # Authentication-Results smime= results (RFC 7281 §3).
 class AuthResult(StrEnum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - an RFC 7281 result, not a password
     FAIL = "fail"
     NEUTRAL = "neutral"
     NONE = "none"

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import devmail as m
@@ -136,7 +137,7 @@ def run(folder: Path) -> int:
     return 0
 
 
-def _print_table(head: list[str], rows: list[tuple[str, ...]]) -> None:
+def _print_table(head: list[str], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in [tuple(head), *rows]) for i in range(len(head))]
     line = "  ".join("-" * w for w in widths)
     print()

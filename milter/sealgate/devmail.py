@@ -43,7 +43,8 @@ def message(entity: bytes, sender: str, recipients: Sequence[str], subject: str 
         ("Message-ID", email.utils.make_msgid(domain=sender.rpartition("@")[2] or "localhost")),
         *extra_headers,
     ]
-    if not entity.lower().startswith(b"mime-version:") and b"\nmime-version:" not in entity.lower().split(b"\r\n\r\n", 1)[0]:
+    entity_head = b"\n" + entity.lower().split(b"\r\n\r\n", 1)[0]
+    if b"\nmime-version:" not in entity_head:
         head.append(("MIME-Version", "1.0"))
     return "".join(f"{k}: {v}\r\n" for k, v in head).encode() + entity
 

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Identity:
     name: str
     email: str
     cert: x509.Certificate
-    key: object  # a cryptography private key
+    key: PrivateKey
     cert_path: Path
     key_path: Path
 
@@ -60,7 +61,7 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def _new_key(kind: str):
+def _new_key(kind: str) -> PrivateKey:
     if kind.startswith("rsa"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
     if kind == "ec256":
@@ -70,7 +71,7 @@ def _new_key(kind: str):
     raise ValueError(f"unknown key kind {kind!r}")
 
 
-def _save(folder: Path, name: str, cert: x509.Certificate, key) -> tuple[Path, Path]:
+def _save(folder: Path, name: str, cert: x509.Certificate, key: PrivateKey) -> tuple[Path, Path]:
     cert_path = folder / f"{name}.pem"
     key_path = folder / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -128,7 +129,7 @@ def issue_user(
     extensions: bool = True,
     email_in_subject: bool = False,
     eku: bool = True,
-    hash_alg: hashes.HashAlgorithm | None = None,
+    hash_alg: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None = None,
 ) -> Identity:
     """Issue a user certificate the way an enterprise CA would (SPEC §9)."""
     key = _new_key(key_kind)
@@ -180,7 +181,7 @@ def write_crl(
     *,
     last_update: dt.datetime,
     next_update: dt.datetime,
-    signing_key=None,
+    signing_key: PrivateKey | None = None,
 ) -> Path:
     """Write a PEM CRL; ``signing_key`` other than the issuer's makes a forged one."""
     builder = (

@@ -12,7 +12,7 @@ import email.utils
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from .codes import TRANSIENT_CODES, AuthResult, Code
 from .config import Config, load_config, normalize_address
@@ -26,7 +26,7 @@ from .smime.limits import Limits
 from .smime.structure import inspect
 from .trust import TrustStore
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def header_addresses(values: Iterable[str | None]) -> list[str]:
@@ -86,7 +86,7 @@ class Gateway:
     directory: Directory
     limits: Limits
 
-    def evaluate(self, source: BinaryIO, envelope: Envelope | None = None,
+    def evaluate(self, source: IO[bytes], envelope: Envelope | None = None,
                  at: dt.datetime | None = None, now: dt.datetime | None = None, *,
                  sender: str | None = None,
                  recipients: tuple[str, ...] | None = None) -> Verdict:

@@ -41,7 +41,7 @@ from .smime import algorithms
 from .smime.verify import describe_sid, find_signer_certificate, verify_signature
 from .trust import TrustStore
 
-PASS = "pass"
+PASS = "pass"  # noqa: S105 - a result name, not a password
 
 
 @dataclass
@@ -127,8 +127,8 @@ def judge_signers(layers: list[SignedLayer], trust: TrustStore, directory: Direc
     return reports
 
 
-def _recipient_ids(layer: EncryptedLayer) -> Iterator[tuple[str, object]]:
-    """Each RecipientInfo's key: ("iss", (issuer DER, serial)) or ("ski", bytes)."""
+def _recipient_ids(layer: EncryptedLayer) -> Iterator[tuple[str, object, x509.Name | None]]:
+    """Each RecipientInfo's key: ("iss", (issuer bytes, serial), issuer) or ("ski", bytes, None)."""
     for ri in layer.recipients:
         kind, value = ri.name, ri.chosen
         if kind == "ktri":
@@ -140,11 +140,11 @@ def _recipient_ids(layer: EncryptedLayer) -> Iterator[tuple[str, object]]:
         for rid in rids:
             if rid.name == "issuer_and_serial_number":
                 ias = rid.chosen
-                yield "iss", (encoded(ias["issuer"]), ias["serial_number"].native)
+                yield "iss", (encoded(ias["issuer"]), ias["serial_number"].native), ias["issuer"]
             elif rid.name == "subject_key_identifier":
-                yield "ski", rid.chosen.native
+                yield "ski", rid.chosen.native, None
             else:  # r_key_id
-                yield "ski", rid.chosen["subjectKeyIdentifier"].native
+                yield "ski", rid.chosen["subjectKeyIdentifier"].native, None
 
 
 def _ski(cert: x509.Certificate) -> bytes | None:
@@ -154,11 +154,11 @@ def _ski(cert: x509.Certificate) -> bytes | None:
 def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains: tuple[str, ...],
                      trust: TrustStore, directory: Directory, now: dt.datetime,
                      out: _Collector) -> list[RecipientReport]:
-    by_serial: set[tuple[bytes, int]] = set()
+    by_serial: dict[tuple[bytes, int], x509.Name] = {}
     by_ski: set[bytes] = set()
-    for kind, key in _recipient_ids(layer):
-        if kind == "iss":
-            by_serial.add(key)  # type: ignore[arg-type]
+    for kind, key, issuer in _recipient_ids(layer):
+        if kind == "iss" and issuer is not None:
+            by_serial[key] = issuer  # type: ignore[index]
         else:
             by_ski.add(key)  # type: ignore[arg-type]
 
@@ -167,12 +167,12 @@ def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains
 
     # recipient-revoked: the content key is wrapped for a revoked certificate (RFC 5280 §5.3).
     revoked_keys: set[tuple[bytes, int]] = set()
-    for issuer_der, serial in sorted(by_serial):
-        if trust.is_revoked(x509.Name.load(issuer_der), serial, now):
+    for (issuer_der, serial), issuer in sorted(by_serial.items(), key=lambda kv: kv[0]):
+        if trust.is_revoked(issuer, serial, now):
             revoked_keys.add((issuer_der, serial))
             out.add(Code.RECIPIENT_REVOKED,
                     f"part {layer.where}: encrypted to revoked certificate serial {serial:x} "
-                    f"issued by {name_rfc4514(x509.Name.load(issuer_der))}")
+                    f"issued by {name_rfc4514(issuer)}")
     for ski in sorted(by_ski):
         try:
             cert = directory.find_by_key_identifier(ski)

@@ -43,7 +43,8 @@ MAX_FROM_HEADER = 8192
 class Gateway(Protocol):
     """What the adapter needs from :class:`sealgate.engine.Gateway`."""
 
-    config: Any  # .authserv_id, .milter.max_message_size, .quarantine
+    @property
+    def config(self) -> Any: ...  # .authserv_id, .milter.max_message_size, .quarantine
 
     def evaluate(self, source: IO[bytes], envelope: Envelope) -> Verdict: ...
 
@@ -439,6 +440,6 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
                         tracker.active)
         log.info("sealgate milter stopped")
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         store.close()

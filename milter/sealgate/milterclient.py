@@ -14,9 +14,9 @@ import socket
 import struct
 import subprocess
 import time
-from pathlib import Path
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 VERSION = 6
 # Actions we (as the MTA) allow: add/change headers, quarantine, add/del rcpt, etc.
@@ -72,7 +72,7 @@ class MilterClient:
         kind, _, rest = address.partition(":")
         if kind in ("unix", "local"):
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            target: object = rest
+            target: str | tuple[str, int] = rest
         elif kind == "inet":
             port, _, host = rest.partition("@")
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -214,12 +214,12 @@ def split_message(raw: bytes) -> tuple[list[tuple[str, str]], bytes]:
     headers: list[tuple[str, str]] = []
     for line in head.replace(b"\r\n", b"\n").split(b"\n"):
         if line[:1] in (b" ", b"\t") and headers:
-            name, value = headers[-1]
-            headers[-1] = (name, value + "\n" + line.decode("utf-8", "replace"))
+            key, text = headers[-1]
+            headers[-1] = (key, text + "\n" + line.decode("utf-8", "replace"))
         elif b":" in line:
-            name, _, value = line.partition(b":")
-            headers.append((name.decode("ascii", "replace"),
-                            value.lstrip(b" ").decode("utf-8", "replace")))
+            raw_name, _, raw_value = line.partition(b":")
+            headers.append((raw_name.decode("ascii", "replace"),
+                            raw_value.lstrip(b" ").decode("utf-8", "replace")))
     return headers, body
 
 

@@ -9,7 +9,6 @@ and envelope into a :class:`Verdict`. All are plain data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from asn1crypto import cms, x509
 
@@ -87,7 +86,7 @@ class PlainLayer:
     kind: str = "plain"
 
 
-Layer = Union[SignedLayer, EncryptedLayer, CompressedLayer, PlainLayer]
+Layer = SignedLayer | EncryptedLayer | CompressedLayer | PlainLayer
 
 
 def structure_of(layer: Layer | None) -> str:

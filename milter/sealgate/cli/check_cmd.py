@@ -33,7 +33,7 @@ def _parse_at(value: str | None) -> dt.datetime | None:
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-25T12:00:00Z)",
                                  param_hint="--at") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def format_verdict(verdict: Verdict) -> str:

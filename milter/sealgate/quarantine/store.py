@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 from ..errors import StoreError
 from ..model import Envelope, Finding, Verdict
@@ -66,7 +66,7 @@ class QuarantineStore(Protocol):
     Every failure raises :class:`StoreError` naming what and where.
     """
 
-    def put(self, source: BinaryIO, envelope: Envelope, verdict: Verdict,
+    def put(self, source: IO[bytes], envelope: Envelope, verdict: Verdict,
             received: dt.datetime | None = None) -> str:
         """Store the message read from ``source`` (from where it stands); return its id."""
         ...
@@ -79,7 +79,7 @@ class QuarantineStore(Protocol):
         """Entries, oldest first; only those in ``state`` when given."""
         ...
 
-    def open_message(self, entry_id: str) -> BinaryIO:
+    def open_message(self, entry_id: str) -> IO[bytes]:
         """The stored bytes, exactly as received; the caller closes it."""
         ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import BinaryIO
+from typing import IO
 
 from .limits import Malformed
 from .mime import CHUNK, Cursor, Delimiter, delimiter_at
@@ -27,7 +27,7 @@ def micalg_names(micalg: str | None) -> set[str]:
     return names or {"sha256"}
 
 
-def hash_until_delimiter(f: BinaryIO, pos: int, end: int, boundary: bytes,
+def hash_until_delimiter(f: IO[bytes], pos: int, end: int, boundary: bytes,
                          names: set[str]) -> tuple[Delimiter | None, dict[str, bytes] | None]:
     """Find the delimiter after the line start ``pos``; digest the raw bytes before it.
 
@@ -52,7 +52,7 @@ def hash_until_delimiter(f: BinaryIO, pos: int, end: int, boundary: bytes,
         got = 0
         if n > 0:
             f.seek(read_at)
-            got = f.readinto(view[have:have + n]) or 0
+            got = f.readinto(view[have:have + n]) or 0  # type: ignore[attr-defined]
         read_at += got
         have += got
         last = read_at >= end or got == 0
@@ -76,7 +76,7 @@ def hash_until_delimiter(f: BinaryIO, pos: int, end: int, boundary: bytes,
         have = keep
 
 
-def hash_range(f: BinaryIO, start: int, end: int, names: set[str],
+def hash_range(f: IO[bytes], start: int, end: int, names: set[str],
                canonical: bool) -> dict[str, bytes]:
     """Digests of bytes [start, end) of ``f``; ``canonical``: each bare LF hashed as CRLF."""
     hashers = {n: hashlib.new(n) for n in names}
@@ -85,7 +85,7 @@ def hash_range(f: BinaryIO, start: int, end: int, names: set[str],
     pos, last_cr = start, False
     while pos < end:
         f.seek(pos)
-        got = f.readinto(view[:min(CHUNK, end - pos)])
+        got = f.readinto(view[:min(CHUNK, end - pos)])  # type: ignore[attr-defined]
         if not got:
             raise Malformed(f"file shorter than expected at byte {pos}")
         pos += got

@@ -13,18 +13,35 @@ import hashlib
 import tempfile
 import zlib
 from contextlib import ExitStack
-from typing import BinaryIO
+from typing import IO
 
 from asn1crypto import cms
 
-from ..model import (CompressedLayer, EncryptedLayer, Finding, Inspection, Layer, PlainLayer,
-                     SignedLayer, SignerInput)
+from ..model import (
+    CompressedLayer,
+    EncryptedLayer,
+    Finding,
+    Inspection,
+    Layer,
+    PlainLayer,
+    SignedLayer,
+    SignerInput,
+)
 from . import cms as cmswalk
 from .ber import BerReader
 from .digest import hash_range, hash_until_delimiter, micalg_names
 from .limits import InputError, Limits, Malformed, TooComplex
-from .mime import (CHUNK, ContentType, Cursor, HeaderBlock, body_stream, boundary_of,
-                   find_delimiter, parse_content_type, read_header_block)
+from .mime import (
+    CHUNK,
+    ContentType,
+    Cursor,
+    HeaderBlock,
+    body_stream,
+    boundary_of,
+    find_delimiter,
+    parse_content_type,
+    read_header_block,
+)
 from .walk import walk_multipart
 
 SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
@@ -35,7 +52,7 @@ SMIME_TYPES = {"signed-data": "signed_data", "enveloped-data": "enveloped_data",
                "compressed-data": "compressed_data"}
 
 
-def inspect(source: BinaryIO, limits: Limits = Limits()) -> Inspection:  # noqa: B008 - frozen
+def inspect(source: IO[bytes], limits: Limits = Limits()) -> Inspection:  # noqa: B008 - frozen
     """Inspect the whole RFC 5322 message in the seekable ``source``."""
     source.seek(0, 2)
     size = source.tell()
@@ -99,7 +116,7 @@ class _Inspector:
                 self.note(exc)
         return PlainLayer(where, ct.type)
 
-    def inner(self, f: BinaryIO, start: int, end: int, where: str, depth: int,
+    def inner(self, f: IO[bytes], start: int, end: int, where: str, depth: int,
               layers: int) -> Layer | None:
         """The MIME entity in bytes [start, end) of ``f``: the content of a layer."""
         cur = Cursor(f, start, end)
@@ -148,13 +165,13 @@ class _Inspector:
 
     def signature(self, cur: Cursor, start: int, end: int, where: str) -> cmswalk.SignedDataInfo:
         head = read_header_block(cur, start, self.limits, where)
-        ct = parse_content_type((head.get("Content-Type") or [None])[0])
+        ct = parse_content_type(head.first("Content-Type"))
         if ct.type not in SIGNATURE_TYPES:
             raise Malformed(f"part {where}: signature part is {ct.type}, not application/pkcs7-signature")
         if end - head.body_start > self.limits.max_signature_bytes:
             raise TooComplex(f"part {where}: signature part larger than "
                              f"{self.limits.max_signature_bytes} bytes")
-        cte = (head.get("Content-Transfer-Encoding") or [None])[0]
+        cte = head.first("Content-Transfer-Encoding")
         r = BerReader(body_stream(cur.f, head.body_start, end, cte, where), f"CMS in part {where}")
         ctype, outer, wrapper = cmswalk.read_content_info(r)
         if ctype != "signed_data":
@@ -163,7 +180,7 @@ class _Inspector:
         cmswalk.close(r, wrapper, outer)
         return info
 
-    def detached_signers(self, info: cmswalk.SignedDataInfo, f: BinaryIO, start: int, end: int,
+    def detached_signers(self, info: cmswalk.SignedDataInfo, f: IO[bytes], start: int, end: int,
                          raw: dict[str, bytes]) -> list[SignerInput]:
         algs = {n for n in map(_digest_name, info.signer_infos) if n is not None}
         if algs - raw.keys():  # micalg did not announce them
@@ -189,7 +206,7 @@ class _Inspector:
     def opaque(self, cur: Cursor, head: HeaderBlock, ct: ContentType, where: str,
                depth: int, layers: int) -> Layer:
         self.check_layers(layers, where)
-        cte = (head.get("Content-Transfer-Encoding") or [None])[0]
+        cte = head.first("Content-Transfer-Encoding")
         r = BerReader(body_stream(cur.f, head.body_start, cur.end, cte, where),
                       f"CMS in part {where}")
         ctype, outer, wrapper = cmswalk.read_content_info(r)
@@ -233,7 +250,7 @@ class _Inspector:
 class _Spool:
     """Sink for eContent: hashes and writes it to a temporary file."""
 
-    def __init__(self, tmp: BinaryIO, hashers: list, limit: int, where: str) -> None:
+    def __init__(self, tmp: IO[bytes], hashers: list, limit: int, where: str) -> None:
         self.tmp, self.hashers, self.limit, self.where = tmp, hashers, limit, where
         self.size = 0
 
@@ -249,7 +266,7 @@ class _Spool:
 class _Inflate:
     """Sink for compressed eContent: zlib (RFC 3274 §2), bounded against zip bombs."""
 
-    def __init__(self, tmp: BinaryIO, limit: int, where: str) -> None:
+    def __init__(self, tmp: IO[bytes], limit: int, where: str) -> None:
         self.tmp, self.limit, self.where = tmp, limit, where
         self.z = zlib.decompressobj()
         self.size = 0

@@ -12,8 +12,14 @@ import re
 from collections.abc import Callable
 
 from .limits import Limits, Malformed, TooComplex
-from .mime import (MAX_DELIMITER_LINE, Cursor, boundary_of, delimiter_token, parse_content_type,
-                   read_header_block)
+from .mime import (
+    MAX_DELIMITER_LINE,
+    Cursor,
+    boundary_of,
+    delimiter_token,
+    parse_content_type,
+    read_header_block,
+)
 
 
 def walk_multipart(cur: Cursor, body_start: int, boundary: bytes, where: str, depth: int,
