@@ -9,6 +9,7 @@ candidate violations count under the matched rule.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -35,12 +36,14 @@ from .model import (
     Layer,
     RecipientReport,
     SignedLayer,
+    SignerInput,
     SignerReport,
 )
 from .smime import algorithms
 from .smime.verify import describe_sid, find_signer_certificate, verify_signature
 from .trust import TrustStore
 
+log = logging.getLogger(__name__)
 PASS = "pass"  # noqa: S105 - a result name, not a password
 
 
@@ -99,32 +102,46 @@ def judge_signers(layers: list[SignedLayer], trust: TrustStore, directory: Direc
     for layer in layers:
         if not layer.signers:
             out.add(Code.MALFORMED, f"part {layer.where}: signed-data without any SignerInfo")
-        for signer in layer.signers:
-            info = signer.signer_info
+        for number, signer in enumerate(layer.signers, 1):
             try:
-                cert = find_signer_certificate(info, layer.certificates, directory)
-            except DirectoryUnavailable as exc:
-                out.add(Code.DIRECTORY_UNAVAILABLE, f"looking up the signer of part {layer.where}: {exc}")
-                reports.append(_signer_report(layer, None, info, str(Code.DIRECTORY_UNAVAILABLE)))
-                continue
-            if cert is None:
-                out.add(Code.UNTRUSTED_SIGNER,
-                        f"part {layer.where}: signer certificate ({describe_sid(info)}) is "
-                        f"neither in the message nor in the directory")
-                reports.append(_signer_report(layer, None, info, str(Code.UNTRUSTED_SIGNER)))
-                continue
-            findings: list[Finding] = []
-            bad = verify_signature(signer, cert)
-            if bad is not None:
-                findings.append(bad)
-            checked = trust.check_signer(cert, at, extra_certs=layer.certificates, now=now)
-            findings.extend(checked.findings)
-            notes.extend(n for n in checked.notes if n not in notes)
-            out.extend(algorithms.signer_weak_findings(info, cert, layer.where))
-            out.extend(findings)
-            result = str(findings[0].code) if findings else PASS
-            reports.append(_signer_report(layer, cert, info, result))
+                reports.append(_judge_signer(layer, signer, trust, directory, at, now, out, notes))
+            except DirectoryUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - bad input is normal input (SPEC §10)
+                # Broken certificates and attributes surface as assorted exceptions from
+                # the ASN.1 and path libraries; the message gets a verdict, the log the trace.
+                log.warning("signer %d of part %s could not be processed", number, layer.where,
+                            exc_info=True)
+                out.add(Code.MALFORMED, f"part {layer.where}: signer {number} could not be "
+                        f"processed ({type(exc).__name__}: {exc})")
+                reports.append(_signer_report(layer, None, signer.signer_info, str(Code.MALFORMED)))
     return reports
+
+
+def _judge_signer(layer: SignedLayer, signer: SignerInput, trust: TrustStore, directory: Directory,
+                  at: dt.datetime, now: dt.datetime, out: _Collector,
+                  notes: list[str]) -> SignerReport:
+    info = signer.signer_info
+    try:
+        cert = find_signer_certificate(info, layer.certificates, directory)
+    except DirectoryUnavailable as exc:
+        out.add(Code.DIRECTORY_UNAVAILABLE, f"looking up the signer of part {layer.where}: {exc}")
+        return _signer_report(layer, None, info, str(Code.DIRECTORY_UNAVAILABLE))
+    if cert is None:
+        out.add(Code.UNTRUSTED_SIGNER,
+                f"part {layer.where}: signer certificate ({describe_sid(info)}) is "
+                f"neither in the message nor in the directory")
+        return _signer_report(layer, None, info, str(Code.UNTRUSTED_SIGNER))
+    findings: list[Finding] = []
+    bad = verify_signature(signer, cert)
+    if bad is not None:
+        findings.append(bad)
+    checked = trust.check_signer(cert, at, extra_certs=layer.certificates, now=now)
+    findings.extend(checked.findings)
+    notes.extend(n for n in checked.notes if n not in notes)
+    out.extend(algorithms.signer_weak_findings(info, cert, layer.where))
+    out.extend(findings)
+    return _signer_report(layer, cert, info, str(findings[0].code) if findings else PASS)
 
 
 def _recipient_ids(layer: EncryptedLayer) -> Iterator[tuple[str, object, x509.Name | None]]:
@@ -240,8 +257,17 @@ def gather(inspection: Inspection, envelope: Envelope, direction: Direction,
     _judge_sender(signers, envelope, internal_domains, directory, out)
 
     if encrypted is not None:
-        recipients = judge_recipients(encrypted, envelope, internal_domains, trust, directory,
-                                      now, out)
+        try:
+            recipients = judge_recipients(encrypted, envelope, internal_domains, trust, directory,
+                                          now, out)
+        except DirectoryUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - bad input is normal input (SPEC §10)
+            log.warning("recipients of part %s could not be processed", encrypted.where,
+                        exc_info=True)
+            out.add(Code.MALFORMED, f"part {encrypted.where}: RecipientInfos could not be "
+                    f"processed ({type(exc).__name__}: {exc})")
+            recipients = [RecipientReport(a, None) for a in envelope.recipients]
     else:
         recipients = [RecipientReport(a, None) for a in envelope.recipients]
     return Facts(structure=inspection.structure, direction=direction, candidates=out.items,
