@@ -10,13 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sealgate.config import (
-    Config,
-    default_config_text,
-    is_internal,
-    load_config,
-    normalize_address,
-)
+from sealgate.addresses import is_internal, normalize_address
+from sealgate.config import Config, default_config_text, load_config
 from sealgate.errors import ConfigErrors
 from sealgate.units import format_duration, format_size, parse_duration, parse_size
 

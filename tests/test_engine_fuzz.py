@@ -12,6 +12,7 @@ import base64
 import io
 
 import pytest
+from gateway_helpers import gateway_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +21,6 @@ from sealgate.codes import Action
 from sealgate.devpki import TestPKI
 from sealgate.engine import Gateway
 from sealgate.model import Envelope, Verdict
-
-from gateway_helpers import gateway_for
 
 BODY = m.text_entity("Hi,\r\n\r\nfigures attached.\r\n")
 ENVELOPE = Envelope("alice@example.com", ("bob@example.com",))

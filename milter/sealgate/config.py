@@ -14,44 +14,29 @@ Relative paths are relative to the folder of the config file; URLs
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
-import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ConfigErrors
-from .units import format_duration, parse_duration, parse_size, show
-
-# --------------------------------------------------------------- addresses
-
-
-def normalize_address(addr: str) -> str:
-    """``<Alice@Example.COM>`` -> ``alice@example.com``; the null sender stays ``""``.
-
-    The local part is lower-cased too: SPEC §4, clients vary its case in practice.
-    """
-    return addr.strip().removeprefix("<").removesuffix(">").strip().lower()
-
-
-def domain_of(address: str) -> str:
-    """The domain of an address, lower-case, without a trailing dot; "" if none."""
-    local, at, domain = normalize_address(address).rpartition("@")
-    return domain.rstrip(".") if at and local else ""
-
-
-def is_internal(address: str, internal_domains: Iterable[str]) -> bool:
-    """True when the address's domain is one of ``internal_domains``.
-
-    Case-insensitive; subdomains are NOT implied (SPEC §4): ``a@mx.example.com``
-    is not internal for ``["example.com"]``. The null sender is never internal.
-    """
-    domain = domain_of(address)
-    return bool(domain) and domain in {d.lower().rstrip(".") for d in internal_domains}
-
+from .errors import ConfigError
+from .tomlreader import (
+    Converter,
+    ElementErrors,
+    Reader,
+    as_bool,
+    as_duration,
+    as_nonempty_str,
+    as_optional_path,
+    as_path,
+    as_size,
+    as_str,
+    join_key,
+    list_of,
+    one_of,
+)
+from .units import format_duration, show
 
 # --------------------------------------------------------------- the structure
 
@@ -121,168 +106,28 @@ class Config:
     warnings: tuple[ConfigError, ...] = ()
 
 
-# --------------------------------------------------------------- reading TOML
-
-
-class Reader:
-    """Collects errors about one TOML file; shared with the policy loader."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file = str(path)
-        self.errors: list[ConfigError] = []
-        self.warnings: list[ConfigError] = []
-
-    def error(self, key: str, message: str) -> None:
-        self.errors.append(ConfigError(self.file, key, message))
-
-    def warn(self, key: str, message: str) -> None:
-        self.warnings.append(ConfigError(self.file, key, message))
-
-    def parse(self) -> dict[str, Any] | None:
-        """The file's TOML document, or None (with an error) if unreadable."""
-        try:
-            with open(self.path, "rb") as fh:
-                return tomllib.load(fh)
-        except OSError as exc:
-            self.error("", f"cannot read the file: {exc.strerror or exc}")
-        except tomllib.TOMLDecodeError as exc:
-            self.error("", f"not valid TOML: {exc}")
-        return None
-
-    def check_keys(self, table: Mapping[str, Any], prefix: str, known: Iterable[str]) -> None:
-        """One error per key of ``table`` not in ``known``, with a suggestion."""
-        names = list(known)
-        for key in table:
-            if key in names:
-                continue
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"did you mean {show(close[0])}?" if close else "known: " + ", ".join(names)
-            what = "table" if isinstance(table[key], dict) else "key"
-            self.error(join_key(prefix, key), f"unknown {what} ({hint})")
-
-    def has_error(self, key: str) -> bool:
-        return any(e.key == key or e.key.startswith(key + "[") for e in self.errors)
-
-    def raise_if_errors(self) -> None:
-        if self.errors:
-            raise ConfigErrors(self.errors)
-
-
-def join_key(prefix: str, key: str) -> str:
-    # TOML dotted keys; quote a key that needs it ("weak-algorithm" does not).
-    shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else show(key)
-    return f"{prefix}.{shown}" if prefix else shown
-
-
-# --------------------------------------------------------------- converters
-#
-# A converter takes the TOML value and the config folder and returns the typed
-# value, or raises ValueError with a message that shows the bad value.
-
-Converter = Callable[[Any, Path], Any]
-
-
-def _str(value: Any, _base: Path) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{show(value)} is not a string")
-    return value
-
-
-def _nonempty_str(value: Any, base: Path) -> str:
-    if not _str(value, base).strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-def _bool(value: Any, _base: Path) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{show(value)} is not true or false")
-    return value
-
-
-def _duration(value: Any, _base: Path) -> int:
-    seconds = parse_duration(value)
-    if seconds == 0:
-        raise ValueError(f"{show(value)} must be longer than zero")
-    return seconds
-
-
-def _size(value: Any, _base: Path) -> int:
-    size = parse_size(value)
-    if size == 0:
-        raise ValueError(f"{show(value)} must be larger than zero")
-    return size
-
-
-def _choice(*choices: str) -> Converter:
-    def convert(value: Any, base: Path) -> str:
-        if _str(value, base) not in choices:
-            raise ValueError(f"{show(value)} is not one of " + ", ".join(map(show, choices)))
-        return value
-    return convert
-
-
-def _path(value: Any, base: Path) -> Path:
-    if not _nonempty_str(value, base):
-        raise ValueError("must not be empty")
-    return Path(os.path.normpath(base / value))
-
-
-def _optional_path(value: Any, base: Path) -> Path | None:
-    return _path(value, base) if _str(value, base) else None
-
-
-def _list(item: Converter) -> Converter:
-    """A TOML array; an element's error names its index (``trust.anchors[1]``)."""
-    def convert(value: Any, base: Path) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise ValueError(f"{show(value)} is not an array (write [\"...\"])")
-        out: list[Any] = []
-        problems = []
-        for i, element in enumerate(value):
-            try:
-                out.append(item(element, base))
-            except ValueError as exc:
-                out.append(None)
-                problems.append((i, str(exc)))
-        if problems:
-            raise _ElementErrors(problems, tuple(out))
-        return tuple(out)
-    return convert
-
-
-class _ElementErrors(ValueError):
-    """Some elements of an array are wrong; ``partial`` has None in their places."""
-
-    def __init__(self, problems: list[tuple[int, str]], partial: tuple[Any, ...]) -> None:
-        super().__init__(problems)
-        self.problems = problems
-        self.partial = partial
-
-
 _HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})")
 
 
 def _host_port(value: Any, base: Path, example: str = "127.0.0.1:10026") -> str:
-    match = _HOST_PORT.fullmatch(_str(value, base))
+    match = _HOST_PORT.fullmatch(as_str(value, base))
     if not match or not 0 < int(match.group(1)) < 65536:
         raise ValueError(f"{show(value)} is not HOST:PORT (e.g. {example})")
     return value
 
 
 def _listen(value: Any, base: Path) -> str:
-    if not _str(value, base):
+    if not as_str(value, base):
         return ""
     return _host_port(value, base, example="127.0.0.1:9489, or \"\" to disable")
 
 
 def _socket(value: Any, base: Path) -> str:
     """pymilter socket spec; a relative unix socket path follows the config file."""
-    text = _str(value, base)
+    text = as_str(value, base)
     kind, colon, rest = text.partition(":")
     if colon and kind in ("unix", "local") and rest:
-        return f"unix:{_path(rest, base)}"
+        return f"unix:{as_path(rest, base)}"
     if colon and kind in ("inet", "inet6"):
         port, _at, _host = rest.partition("@")
         if port.isdigit() and 0 < int(port) < 65536:
@@ -292,7 +137,7 @@ def _socket(value: Any, base: Path) -> str:
 
 
 def _domain(value: Any, base: Path) -> str:
-    text = _nonempty_str(value, base).strip().lower().rstrip(".")
+    text = as_nonempty_str(value, base).strip().lower().rstrip(".")
     if "@" in text or not re.fullmatch(r"[a-z0-9.-]+", text):
         raise ValueError(f"{show(value)} is not a domain name (write \"example.com\")")
     return text
@@ -300,7 +145,7 @@ def _domain(value: Any, base: Path) -> str:
 
 def _authserv_id(value: Any, base: Path) -> str:
     # RFC 8601 §2.2: authserv-id is a token in the Authentication-Results header.
-    text = _nonempty_str(value, base)
+    text = as_nonempty_str(value, base)
     if re.search(r"[\s;()\"]", text):
         raise ValueError(f"{show(value)} is not usable as authserv-id "
                          "(a host name such as mx.example.com)")
@@ -311,17 +156,17 @@ _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 def _crl_source(value: Any, base: Path) -> Path | str:
-    text = _nonempty_str(value, base)
+    text = as_nonempty_str(value, base)
     scheme = _URL.match(text)
     if scheme and "://" in text:
         if scheme.group(1).lower() in ("http", "https", "ldap", "ldaps"):
             return text
         raise ValueError(f"{show(value)}: CRL URLs must be http://, https://, ldap:// or ldaps://")
-    return _path(text, base)
+    return as_path(text, base)
 
 
 def _ldap_url(value: Any, base: Path) -> str | None:
-    text = _str(value, base)
+    text = as_str(value, base)
     if not text:
         return None
     if text.lower().startswith(("ldap://", "ldaps://", "dns-srv:")):
@@ -331,7 +176,7 @@ def _ldap_url(value: Any, base: Path) -> str | None:
 
 
 def _postgresql_url(value: Any, base: Path) -> str | None:
-    text = _str(value, base)
+    text = as_str(value, base)
     if not text:
         return None
     if text.lower().startswith(("postgresql://", "postgres://")):
@@ -360,66 +205,66 @@ SCHEMA: dict[str | None, tuple[Key, ...]] = {
     None: (
         Key("authserv_id", "mx.example.com", _authserv_id,
             "used in Authentication-Results"),
-        Key("internal_domains", ["example.com"], _list(_domain),
+        Key("internal_domains", ["example.com"], list_of(_domain),
             "subdomains are not implied"),
     ),
     "milter": (
         Key("socket", "unix:/var/spool/postfix/sealgate/sealgate.sock", _socket,
             "where Postfix connects: unix:PATH, or inet:PORT@HOST (about 40 ms slower "
             "per message: Nagle)"),
-        Key("timeout", 30, _duration, "seconds of Postfix-side inactivity (or 30s, 2m)"),
-        Key("max_message_size", "50MiB", _size, "larger messages get too-complex"),
+        Key("timeout", 30, as_duration, "seconds of Postfix-side inactivity (or 30s, 2m)"),
+        Key("max_message_size", "50MiB", as_size, "larger messages get too-complex"),
     ),
     "directory": (
-        Key("backend", "files", _choice("files", "ldap"),
+        Key("backend", "files", one_of("files", "ldap"),
             "\"files\" (embedded default) or \"ldap\""),
-        Key("path", "directory", _path,
+        Key("path", "directory", as_path,
             "files: folder of PEM certificates, indexed by their addresses"),
         Key("url", None, _ldap_url,
             "ldap: ldap://HOST:389 or ldaps://HOST:636; \"dns-srv:example.com\" "
             "looks up _ldap._tcp",
             commented=True, example="ldap://127.0.0.1:389"),
-        Key("base_dn", "", _str, "ldap: where people entries live",
+        Key("base_dn", "", as_str, "ldap: where people entries live",
             commented=True, example="ou=people,dc=example,dc=com"),
-        Key("bind_dn", "", _str, "ldap: empty: anonymous", commented=True),
-        Key("bind_password_file", "", _optional_path,
+        Key("bind_dn", "", as_str, "ldap: empty: anonymous", commented=True),
+        Key("bind_password_file", "", as_optional_path,
             "ldap: file holding the bind password", commented=True),
-        Key("mail_attribute", "mail", _nonempty_str, "ldap: attribute holding the address",
+        Key("mail_attribute", "mail", as_nonempty_str, "ldap: attribute holding the address",
             commented=True),
         Key("certificate_attributes", ["userCertificate;binary", "userSMIMECertificate;binary"],
-            _list(_nonempty_str), "ldap: attributes holding certificates", commented=True),
-        Key("cache_ttl", "5m", _duration, "how long a directory answer is reused"),
-        Key("smimea", False, _bool,
+            list_of(as_nonempty_str), "ldap: attributes holding certificates", commented=True),
+        Key("cache_ttl", "5m", as_duration, "how long a directory answer is reused"),
+        Key("smimea", False, as_bool,
             "also look up external addresses in DNS SMIMEA (RFC 8162), "
             "DNSSEC-validated answers only"),
     ),
     "trust": (
-        Key("anchors", ["pki/ca.pem"], _list(_path),
+        Key("anchors", ["pki/ca.pem"], list_of(as_path),
             "PEM files, each one or more CA certificates"),
-        Key("crls", ["pki/ca.crl"], _list(_crl_source),
+        Key("crls", ["pki/ca.crl"], list_of(_crl_source),
             "CRL sources: file paths (DER or PEM), http(s):// and ldap:// URLs"),
-        Key("crl_refresh", "10m", _duration, "how often CRL sources are re-read"),
-        Key("require_crl", True, _bool,
+        Key("crl_refresh", "10m", as_duration, "how often CRL sources are re-read"),
+        Key("require_crl", True, as_bool,
             "false: an issuer with no configured CRL source is not revocation-checked"),
     ),
     "quarantine": (
-        Key("backend", "sqlite", _choice("sqlite", "postgresql"),
+        Key("backend", "sqlite", one_of("sqlite", "postgresql"),
             "\"sqlite\" (embedded default) or \"postgresql\""),
-        Key("path", "quarantine", _path, "sqlite: folder for the index and the message files"),
+        Key("path", "quarantine", as_path, "sqlite: folder for the index and the message files"),
         Key("url", None, _postgresql_url, "postgresql: shared index for several gateways",
             commented=True, example="postgresql://sealgate@db.example.com/sealgate"),
-        Key("encrypt_to", [], _list(_path),
+        Key("encrypt_to", [], list_of(as_path),
             "PEM certificates of compliance reviewers; non-empty: stored messages "
             "are CMS-encrypted to them"),
         Key("release_smtp", "127.0.0.1:10026", _host_port,
             "where released messages are re-injected (a Postfix smtpd without milters)"),
-        Key("retention", "90d", _duration, "how long quarantined messages are kept"),
+        Key("retention", "90d", as_duration, "how long quarantined messages are kept"),
     ),
     "metrics": (
         Key("listen", "127.0.0.1:9489", _listen, "Prometheus /metrics; empty string disables"),
     ),
     "policy": (
-        Key("file", "policies/strict.toml", _path, "the policy (see policies/*.toml)"),
+        Key("file", "policies/strict.toml", as_path, "the policy (see policies/*.toml)"),
     ),
 }
 
@@ -446,7 +291,7 @@ def _read_section(reader: Reader, table: Mapping[str, Any], section: str | None,
             continue
         try:
             values[key.name] = key.convert(raw, base)
-        except _ElementErrors as exc:
+        except ElementErrors as exc:
             for index, message in exc.problems:
                 reader.error(f"{name}[{index}]", message)
             values[key.name] = exc.partial  # the good elements are still checked

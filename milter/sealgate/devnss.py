@@ -108,14 +108,18 @@ class NssDatabase:
         return ident.name
 
     def sign_cms(self, content: bytes, signer: Identity, *, detached: bool,
-                 md: str = "SHA256") -> bytes:
+                 md: str = "SHA256", key_preference: bool = True) -> bytes:
         """DER signed-data by ``cmsutil -S`` with Thunderbird's signed attributes.
 
-        -G signingTime, -P SMIMECapabilities, -Y the encryption key preference
-        (RFC 8551 §2.5.3), all of which Thunderbird sends.
+        -G signingTime, -P SMIMECapabilities, -Y the encryption key preference,
+        all of which Thunderbird sends. ``-Y`` adds two attributes, RFC 8551
+        §2.5.3 id-aa-encrypKeyPref and Microsoft's 1.3.6.1.4.1.311.16.4 (an
+        IssuerAndSerialNumber), and a second copy of the signer's certificate;
+        ``key_preference=False`` (``-Y NONE``) leaves all three out.
         """
         nick = self.add_user(signer)
-        args = ["-S", "-N", nick, "-H", md, "-G", "-P", "-Y", nick, "-f", str(self.dbpass)]
+        args = ["-S", "-N", nick, "-H", md, "-G", "-P", "-Y", nick if key_preference else "NONE",
+                "-f", str(self.dbpass)]
         if detached:
             args.append("-T")
         return self._run(CMSUTIL, args, content)
@@ -185,8 +189,9 @@ def pkcs7_mime(der: bytes, smime_type: str, description: str) -> bytes:
     )
 
 
-def _sign_in(db: NssDatabase, entity: bytes, signer: Identity, detached: bool, md: str) -> bytes:
-    der = db.sign_cms(entity, signer, detached=detached, md=md)
+def _sign_in(db: NssDatabase, entity: bytes, signer: Identity, detached: bool, md: str,
+             key_preference: bool) -> bytes:
+    der = db.sign_cms(entity, signer, detached=detached, md=md, key_preference=key_preference)
     if detached:
         return multipart_signed(entity, der, micalg=MICALG.get(md.upper(), md.lower()))
     return pkcs7_mime(der, "signed-data", "S/MIME Cryptographic Signature")
@@ -198,14 +203,14 @@ def _encrypt_in(db: NssDatabase, entity: bytes, recipients: Sequence[Identity]) 
 
 
 def nss_sign(entity: bytes, signer: Identity, detached: bool = True, *,
-             ca: Identity, md: str = "SHA256") -> bytes:
+             ca: Identity, md: str = "SHA256", key_preference: bool = True) -> bytes:
     """Sign with NSS: Thunderbird's multipart/signed (detached) or opaque signed-data.
 
     ``ca`` is the signer's issuer: NSS builds the chain it puts in the message
     from its database and refuses a signer certificate it cannot validate.
     """
     with nss_database([ca]) as db:
-        return _sign_in(db, entity, signer, detached, md)
+        return _sign_in(db, entity, signer, detached, md, key_preference)
 
 
 def nss_encrypt(entity: bytes, recipients: Sequence[Identity], *, ca: Identity) -> bytes:
@@ -215,8 +220,8 @@ def nss_encrypt(entity: bytes, recipients: Sequence[Identity], *, ca: Identity) 
 
 
 def nss_triple_wrap(entity: bytes, signer: Identity, recipients: Sequence[Identity], *,
-                    ca: Identity, md: str = "SHA256") -> bytes:
+                    ca: Identity, md: str = "SHA256", key_preference: bool = True) -> bytes:
     """RFC 2634 §1.1 triple wrap by NSS: sign, encrypt, sign again (outer detached)."""
     with nss_database([ca]) as db:
-        inner = _sign_in(db, entity, signer, True, md)
-        return _sign_in(db, _encrypt_in(db, inner, recipients), signer, True, md)
+        inner = _sign_in(db, entity, signer, True, md, key_preference)
+        return _sign_in(db, _encrypt_in(db, inner, recipients), signer, True, md, key_preference)

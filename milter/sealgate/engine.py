@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
+from .addresses import normalize_address
 from .codes import TRANSIENT_CODES, AuthResult, Code
-from .config import Config, load_config, normalize_address
+from .config import Config, load_config
 from .directory.base import Directory
 from .directory.files import FilesDirectory
 from .errors import ConfigError

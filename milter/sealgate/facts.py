@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from asn1crypto import cms, x509
 
+from .addresses import is_internal
 from .certs import (
     certificate_addresses,
     describe,
@@ -24,7 +25,6 @@ from .certs import (
     serial_hex,
 )
 from .codes import TRANSIENT_CODES, Code, Direction
-from .config import is_internal
 from .directory.base import Directory
 from .errors import DirectoryUnavailable
 from .model import (

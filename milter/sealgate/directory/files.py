@@ -32,8 +32,8 @@ from pathlib import Path
 
 from asn1crypto import pem, x509
 
+from ..addresses import normalize_address
 from ..certs import certificate_addresses
-from ..config import normalize_address
 from ..errors import DirectoryUnavailable
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..addresses import normalize_address
 from ..codes import Action, Code, Direction, Requirement
-from ..config import Reader, join_key, normalize_address
+from ..tomlreader import Reader, join_key
 from ..units import show
 from .rules import Policy, Rule
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from ..addresses import is_internal, normalize_address
 from ..codes import (
     ALWAYS_CODES,
     REQUIREMENT_CODES,
@@ -39,7 +40,6 @@ from ..codes import (
     Requirement,
     strongest,
 )
-from ..config import is_internal, normalize_address
 from ..model import Envelope, Facts, Finding, Verdict
 
 NULL_SENDER = ""

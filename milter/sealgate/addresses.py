@@ -1,0 +1,29 @@
+"""Mail addresses as sealgate compares them (SPEC §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def normalize_address(addr: str) -> str:
+    """``<Alice@Example.COM>`` -> ``alice@example.com``; the null sender stays ``""``.
+
+    The local part is lower-cased too: SPEC §4, clients vary its case in practice.
+    """
+    return addr.strip().removeprefix("<").removesuffix(">").strip().lower()
+
+
+def domain_of(address: str) -> str:
+    """The domain of an address, lower-case, without a trailing dot; "" if none."""
+    local, at, domain = normalize_address(address).rpartition("@")
+    return domain.rstrip(".") if at and local else ""
+
+
+def is_internal(address: str, internal_domains: Iterable[str]) -> bool:
+    """True when the address's domain is one of ``internal_domains``.
+
+    Case-insensitive; subdomains are NOT implied (SPEC §4): ``a@mx.example.com``
+    is not internal for ``["example.com"]``. The null sender is never internal.
+    """
+    domain = domain_of(address)
+    return bool(domain) and domain in {d.lower().rstrip(".") for d in internal_domains}
