@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests use (installed when missing and run as root).
-DEB_PACKAGES ?= gcc libmilter-dev openssl gpgsm
+DEB_PACKAGES ?= gcc libmilter-dev openssl gpgsm libnss3-tools
 
 .PHONY: test demo deps venv bench clean lint
 

@@ -13,7 +13,8 @@ POLICIES = Path(__file__).resolve().parents[1] / "policies"
 
 
 def write_config(folder: Path, pki: TestPKI, *, policy: str = "strict.toml",
-                 crls: list[Path] | None = None, extra: str = "") -> Path:
+                 crls: list[Path] | None = None, directory: Path | None = None,
+                 extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     crl_list = ", ".join(f'"{p}"' for p in (crls if crls is not None else [pki.crl_path]))
     config = folder / "sealgate.toml"
@@ -26,7 +27,7 @@ socket = "unix:{folder}/sealgate.sock"
 
 [directory]
 backend = "files"
-path = "{pki.directory}"
+path = "{directory or pki.directory}"
 
 [trust]
 anchors = ["{pki.ca.cert_path}"]

@@ -44,6 +44,8 @@ def test_check_prints_spec_json_and_exits_0_on_accept(config, pki, tmp_path):
     assert [(s["email"], s["serial"], s["result"]) for s in out["signers"]] == [
         ("alice@example.com", pki["alice"].serial_hex, "pass")]
     assert out["signers"][0]["issuer"] == pki.ca.cert.subject.rfc4514_string()
+    signed_at = dt.datetime.fromisoformat(out["signers"][0]["signing_time"])
+    assert abs(signed_at - dt.datetime.now(dt.UTC)) < dt.timedelta(hours=1)
     assert out["recipients"] == [{"address": "bob@example.com", "covered": True}]
 
 

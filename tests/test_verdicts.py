@@ -356,3 +356,24 @@ def test_outlook_x_pkcs7_spellings_and_opaque_signing(gw, pki):
                  "alice@example.com", ["bob@example.com"])
     assert v.structure == "signed(encrypted)"
     assert v.action is Action.ACCEPT, v.violations
+
+
+def test_directory_folder_gone_is_directory_unavailable_and_tempfails(pki, tmp_path):
+    import dataclasses
+    import shutil
+
+    from sealgate.directory.files import FilesDirectory
+
+    published = tmp_path / "published"
+    shutil.copytree(pki.directory, published)
+    gw = gateway_for(tmp_path / "gw", pki, directory=published)
+    gw = dataclasses.replace(gw, directory=FilesDirectory(published, check_interval=0))
+    raw = internal("alice@example.com", "bob@example.com",
+                   m.triple_wrap(BODY, pki["alice"], [pki["bob"]]))
+    assert evaluate(gw, raw, "alice@example.com", ["bob@example.com"]).action is Action.ACCEPT
+    shutil.rmtree(published)  # an NFS mount gone away, a deploy half-done
+    v = evaluate(gw, raw, "alice@example.com", ["bob@example.com"])
+    assert "directory-unavailable" in codes(v)
+    assert v.action is Action.TEMPFAIL
+    shutil.copytree(pki.directory, published)  # back again: no restart needed
+    assert evaluate(gw, raw, "alice@example.com", ["bob@example.com"]).action is Action.ACCEPT

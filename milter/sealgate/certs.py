@@ -81,8 +81,11 @@ def name_rfc4514(name: x509.Name) -> str:
             ]))
         # RFC 4514 §2.1 writes the most specific RDN first: cryptography reverses.
         return cx509.Name(attributes).rfc4514_string()
-    except (ValueError, TypeError, KeyError):
-        return name.human_friendly
+    except Exception:  # noqa: BLE001 - a broken name in a message must still be describable
+        try:
+            return name.human_friendly
+        except Exception:  # noqa: BLE001
+            return f"unreadable name {encoded(name)[:32].hex()}"
 
 
 def describe(cert: x509.Certificate) -> str:

@@ -40,7 +40,7 @@ from .model import (
     SignerReport,
 )
 from .smime import algorithms
-from .smime.verify import describe_sid, find_signer_certificate, verify_signature
+from .smime.verify import describe_sid, find_signer_certificate, signing_time, verify_signature
 from .trust import TrustStore
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,8 @@ def cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
 
 def _signer_report(layer: SignedLayer, cert: x509.Certificate | None, signer_info: cms.SignerInfo,
                    result: str) -> SignerReport:
+    claimed = signing_time(signer_info)
+    when = claimed.isoformat() if claimed else None
     if cert is None:
         sid = signer_info["sid"]
         if sid.name == "issuer_and_serial_number":
@@ -89,10 +91,10 @@ def _signer_report(layer: SignedLayer, cert: x509.Certificate | None, signer_inf
             issuer = name_rfc4514(sid.chosen["issuer"])
         else:
             serial, issuer = "", describe_sid(signer_info)
-        return SignerReport(None, (), serial, issuer, result, layer.where, None)
+        return SignerReport(None, (), serial, issuer, result, layer.where, None, when)
     emails = certificate_addresses(cert)
     return SignerReport(emails[0] if emails else None, emails, serial_hex(cert),
-                        name_rfc4514(cert.issuer), result, layer.where, cert)
+                        name_rfc4514(cert.issuer), result, layer.where, cert, when)
 
 
 def judge_signers(layers: list[SignedLayer], trust: TrustStore, directory: Directory,
@@ -114,7 +116,8 @@ def judge_signers(layers: list[SignedLayer], trust: TrustStore, directory: Direc
                             exc_info=True)
                 out.add(Code.MALFORMED, f"part {layer.where}: signer {number} could not be "
                         f"processed ({type(exc).__name__}: {exc})")
-                reports.append(_signer_report(layer, None, signer.signer_info, str(Code.MALFORMED)))
+                reports.append(SignerReport(None, (), "", "unreadable", str(Code.MALFORMED),
+                                            layer.where))
     return reports
 
 

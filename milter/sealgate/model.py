@@ -132,10 +132,11 @@ class SignerReport:
     result: str  # "pass", or the violation code that failed it
     where: str = ""
     certificate: x509.Certificate | None = None
+    signing_time: str | None = None  # ISO 8601 from the signingTime attribute, as claimed
 
     def as_dict(self) -> dict[str, object]:
         return {"email": self.email, "serial": self.serial, "issuer": self.issuer,
-                "result": self.result}
+                "result": self.result, "signing_time": self.signing_time}
 
 
 @dataclass

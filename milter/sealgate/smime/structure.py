@@ -10,12 +10,14 @@ raises nothing but OSError.
 from __future__ import annotations
 
 import hashlib
+import logging
 import tempfile
 import zlib
 from contextlib import ExitStack
 from typing import IO
 
 from asn1crypto import cms
+from asn1crypto.core import Void
 
 from ..model import (
     CompressedLayer,
@@ -52,6 +54,9 @@ SMIME_TYPES = {"signed-data": "signed_data", "enveloped-data": "enveloped_data",
                "compressed-data": "compressed_data"}
 
 
+log = logging.getLogger(__name__)
+
+
 def inspect(source: IO[bytes], limits: Limits = Limits()) -> Inspection:  # noqa: B008 - frozen
     """Inspect the whole RFC 5322 message in the seekable ``source``."""
     source.seek(0, 2)
@@ -69,7 +74,17 @@ def inspect(source: IO[bytes], limits: Limits = Limits()) -> Inspection:  # noqa
         if size > limits.max_size:
             return Inspection(head.fields, None, [Finding(
                 TooComplex.code, f"message of {size} bytes is larger than {limits.max_size}")], size)
-        root = insp.entity(cur, head, "1", depth=1, layers=0)
+        try:
+            root = insp.entity(cur, head, "1", depth=1, layers=0)
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - bad input is normal input (SPEC §10)
+            # A library meeting input nobody foresaw: a verdict for the message,
+            # the trace for the operator.
+            log.warning("message could not be inspected", exc_info=True)
+            return Inspection(head.fields, None, [*insp.findings, Finding(
+                Malformed.code, f"the message could not be parsed ({type(exc).__name__}: {exc})")],
+                size)
         return Inspection(head.fields, root, insp.findings, size)
 
 
@@ -292,7 +307,7 @@ def _digest_name(si: cms.SignerInfo) -> str | None:
 
 def _message_digest(si: cms.SignerInfo) -> bytes | None:
     attrs = si["signed_attrs"]
-    if attrs.native is None:
+    if isinstance(attrs, Void):  # no signed attributes: the signature is over the content
         return None
     for attr in attrs:
         if attr["type"].native == "message_digest" and len(attr["values"]):
