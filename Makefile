@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests use (installed when missing and run as root).
-DEB_PACKAGES ?= gcc libmilter-dev openssl gpgsm libnss3-tools
+DEB_PACKAGES ?= gcc python3-venv python3-dev libmilter-dev openssl gpgsm gpgconf libnss3-tools
 
 .PHONY: test demo deps venv bench clean lint
 

@@ -27,6 +27,20 @@ from sealgate.devpki import build_pki  # noqa: E402
 from sealgate.model import Envelope  # noqa: E402
 
 
+def triple_wrapped_of_size(pki, size: int) -> bytes:
+    """An openssl-made triple-wrapped message of about ``size`` bytes in all."""
+    line = "The quarterly figures are in the attached table, line %06d.\r\n"
+    content = max(size // 3, 100)
+    for _ in range(4):  # signatures, certificates and base64 inflate the content
+        text = "".join(line % i for i in range(content // len(line % 0) + 1))[:content]
+        raw = m.message(m.triple_wrap(m.text_entity(text), pki["alice"], [pki["bob"], pki["alice"]]),
+                        "alice@example.com", ["bob@example.com"])
+        if abs(len(raw) - size) < size * 0.05:
+            break
+        content = max(100, int(content * size / len(raw)))
+    return raw
+
+
 def rate(fn, seconds: float) -> float:
     fn()
     n, start = 0, time.perf_counter()
@@ -44,10 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         pki = build_pki(root / "pki")
-        line = "The quarterly figures are in the attached table, line %06d.\r\n"
-        text = "".join(line % i for i in range(args.size // len(line % 0) + 1))[: args.size]
-        raw = m.message(m.triple_wrap(m.text_entity(text), pki["alice"], [pki["bob"], pki["alice"]]),
-                        "alice@example.com", ["bob@example.com"])
+        raw = triple_wrapped_of_size(pki, args.size)
         gw = gateway_for(root / "gw", pki)
         env = Envelope("alice@example.com", ("bob@example.com",))
         verdict = gw.evaluate(io.BytesIO(raw), env)
