@@ -36,10 +36,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 BODY = m.text_entity("Hi Bob,\r\n\r\nthe signed contract is attached.\r\n")
-# Thunderbird's -Y attributes (encrypKeyPref + Microsoft's key preference) currently make
-# the whole SignerInfo malformed (see the xfail below); the other tests leave them out so
-# they exercise everything else NSS does differently.
-NO_KEY_PREF = {"key_preference": False}
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +56,25 @@ def judge(gw: Gateway, entity: bytes, sender: str = "alice@example.com",
 # ------------------------------------------------------------------ what Thunderbird sends
 
 def test_thunderbird_key_preference_attributes_do_not_break_the_signature(gw, pki):
-    entity = devnss.nss_triple_wrap(BODY, pki["alice"], [pki["bob"], pki["alice"]], ca=pki.ca)
+    # cmsutil -Y, as Thunderbird signs: RFC 8551 id-aa-encrypKeyPref and Microsoft's
+    # 1.3.6.1.4.1.311.16.4 (unknown to asn1crypto: an IssuerAndSerialNumber, so a SET
+    # inside) among the signed attributes, and the signer's certificate twice in the set.
+    # Until 4b335c7 this made the SignerInfo malformed and every Thunderbird mail rejected.
+    entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"], pki["alice"]]), pki["alice"], ca=pki.ca)
     v = judge(gw, entity)
-    assert v.violations == []
-    assert v.action is Action.ACCEPT
+    assert (v.action, v.violations) == (Action.ACCEPT, [])
+    assert [(s.email, s.result) for s in v.signers] == [("alice@example.com", "pass")]
+
+
+def test_nss_signature_without_key_preference_attributes_passes(gw, pki):
+    entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"], pki["alice"]]), pki["alice"], ca=pki.ca,
+                             key_preference=False)
+    v = judge(gw, entity)
+    assert (v.action, v.violations) == (Action.ACCEPT, [])
 
 
 def test_nss_triple_wrap_passes(gw, pki):
-    entity = devnss.nss_triple_wrap(BODY, pki["alice"], [pki["bob"], pki["alice"]], ca=pki.ca,
-                                    **NO_KEY_PREF)
+    entity = devnss.nss_triple_wrap(BODY, pki["alice"], [pki["bob"], pki["alice"]], ca=pki.ca)
     v = judge(gw, entity)
     assert (v.action, v.rule, v.violations) == (Action.ACCEPT, "internal", [])
     assert v.structure == "signed(encrypted)"
@@ -80,7 +86,7 @@ def test_nss_triple_wrap_passes(gw, pki):
 
 def test_nss_signature_over_openssl_encryption_passes(gw, pki):
     entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"], pki["alice"]]), pki["alice"],
-                             ca=pki.ca, **NO_KEY_PREF)
+                             ca=pki.ca)
     v = judge(gw, entity)
     assert (v.action, v.structure) == (Action.ACCEPT, "signed(encrypted)"), v.violations
     assert [(s.email, s.result) for s in v.signers] == [("alice@example.com", "pass")]
@@ -95,14 +101,14 @@ def test_nss_encryption_under_openssl_signature_covers_recipients(gw, pki):
 
 def test_nss_opaque_signed_data_passes(gw, pki):
     entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"]]), pki["alice"], detached=False,
-                             ca=pki.ca, **NO_KEY_PREF)
+                             ca=pki.ca)
     assert b"smime-type=signed-data" in entity
     v = judge(gw, entity)
     assert (v.action, v.structure) == (Action.ACCEPT, "signed(encrypted)"), v.violations
 
 
 def test_nss_signed_only_is_unencrypted(gw, pki):
-    v = judge(gw, devnss.nss_sign(BODY, pki["alice"], ca=pki.ca, **NO_KEY_PREF))
+    v = judge(gw, devnss.nss_sign(BODY, pki["alice"], ca=pki.ca))
     assert codes(v) == {"unencrypted"}
     assert v.structure == "signed(plain)"
     assert v.auth_result is AuthResult.PASS
@@ -120,14 +126,14 @@ def test_nss_encrypted_only_is_signature_hidden(gw, pki):
 def test_nss_encrypted_to_a_lost_card_is_recipient_revoked(gw, pki):
     # NSS has no CRL for carol's card in its database and encrypts to it without a word.
     entity = devnss.nss_sign(devnss.nss_encrypt(BODY, [pki["bob"], pki["carol"]], ca=pki.ca),
-                             pki["alice"], ca=pki.ca, **NO_KEY_PREF)
+                             pki["alice"], ca=pki.ca)
     v = judge(gw, entity)
     assert codes(v) == {"recipient-revoked"}
     assert v.action is Action.QUARANTINE
 
 
 def test_nss_signed_by_a_lost_card_is_revoked_signer(gw, pki):
-    entity = devnss.nss_triple_wrap(BODY, pki["carol"], [pki["bob"]], ca=pki.ca, **NO_KEY_PREF)
+    entity = devnss.nss_triple_wrap(BODY, pki["carol"], [pki["bob"]], ca=pki.ca)
     v = judge(gw, entity, sender="carol@example.com")
     assert codes(v) == {"revoked-signer"}
     assert [(s.email, s.result) for s in v.signers] == [("carol@example.com", "revoked-signer")]
@@ -135,15 +141,14 @@ def test_nss_signed_by_a_lost_card_is_revoked_signer(gw, pki):
 
 
 def test_nss_rsa_1024_signer_is_weak_algorithm(gw, pki):
-    entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"]]), pki["erin"], ca=pki.ca, **NO_KEY_PREF)
+    entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"]]), pki["erin"], ca=pki.ca)
     v = judge(gw, entity, sender="erin@example.com")
     assert codes(v) == {"weak-algorithm"}
     assert v.action is Action.REJECT
 
 
 def test_nss_sha1_signature_is_weak_algorithm(gw, pki):
-    entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"]]), pki["alice"], ca=pki.ca, md="SHA1",
-                             **NO_KEY_PREF)
+    entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"]]), pki["alice"], ca=pki.ca, md="SHA1")
     assert b"micalg=sha-1" in entity
     v = judge(gw, entity)
     assert codes(v) == {"weak-algorithm"}
@@ -154,22 +159,20 @@ def test_nss_sha1_signature_is_weak_algorithm(gw, pki):
 def test_nss_ec_signer_passes(gw, pki):
     # NSS 3.87 signs with ECDSA but cannot encrypt to an EC (ECDH) recipient: only the
     # signature is NSS's here.
-    entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"]]), pki["frank"], ca=pki.ca, **NO_KEY_PREF)
+    entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"]]), pki["frank"], ca=pki.ca)
     v = judge(gw, entity, sender="frank@example.com")
     assert (v.action, v.violations) == (Action.ACCEPT, [])
     assert [(s.email, s.result) for s in v.signers] == [("frank@example.com", "pass")]
 
 
 def test_nss_sha512_signature_passes(gw, pki):
-    entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"]]), pki["grace"], ca=pki.ca, md="SHA512",
-                             **NO_KEY_PREF)
+    entity = devnss.nss_sign(m.encrypt(BODY, [pki["bob"]]), pki["grace"], ca=pki.ca, md="SHA512")
     v = judge(gw, entity, sender="grace@example.com")
     assert (v.action, v.violations) == (Action.ACCEPT, [])
 
 
 def test_nss_triple_wrap_stored_with_lf_line_ends_still_verifies(gw, pki):
-    entity = devnss.nss_triple_wrap(BODY, pki["alice"], [pki["bob"], pki["alice"]], ca=pki.ca,
-                                    **NO_KEY_PREF)
+    entity = devnss.nss_triple_wrap(BODY, pki["alice"], [pki["bob"], pki["alice"]], ca=pki.ca)
     v = judge(gw, entity, lf=True)
     assert (v.action, v.violations) == (Action.ACCEPT, [])
     assert v.structure == "signed(encrypted)"
@@ -178,7 +181,7 @@ def test_nss_triple_wrap_stored_with_lf_line_ends_still_verifies(gw, pki):
 def test_nss_signed_plain_text_with_lf_line_ends_still_verifies(gw, pki):
     # here the signed content itself (not only base64) lost its CRs: RFC 8551 §3.1.1
     # canonicalisation must put them back before hashing.
-    v = judge(gw, devnss.nss_sign(BODY, pki["alice"], ca=pki.ca, **NO_KEY_PREF), lf=True)
+    v = judge(gw, devnss.nss_sign(BODY, pki["alice"], ca=pki.ca), lf=True)
     assert codes(v) == {"unencrypted"}
     assert [(s.email, s.result) for s in v.signers] == [("alice@example.com", "pass")]
 
