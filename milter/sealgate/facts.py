@@ -243,6 +243,12 @@ def gather(inspection: Inspection, envelope: Envelope, direction: Direction,
            at: dt.datetime, now: dt.datetime) -> Facts:
     out = _Collector()
     out.extend(inspection.findings)
+    from_fields = sum(1 for name, _ in inspection.headers if name.lower() == "from")
+    if from_fields > 1:
+        # RFC 5322 §3.6: exactly one From:. Clients differ in which one they show,
+        # so a second one is a way to pass a signature off as someone else's.
+        out.add(Code.MALFORMED, f"the message has {from_fields} From: header fields "
+                "(RFC 5322 §3.6 allows one)")
     signed_layers, encrypted = visible_layers(inspection.root)
 
     if inspection.root is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 import functools
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -192,7 +193,7 @@ def parse_content_type(value: str | None, default: str = "text/plain") -> Conten
     if "/" not in mtype or " " in mtype:
         return ContentType(default, {}, [f"unparseable type {mtype!r}"])
     params: dict[str, str] = {}
-    pieces: dict[str, dict[int, str]] = {}
+    pieces: dict[str, dict[int, tuple[str, bool]]] = {}
     dups: list[str] = []
     for item in items[1:]:
         name, eq, val = item.partition("=")
@@ -202,8 +203,9 @@ def parse_content_type(value: str | None, default: str = "text/plain") -> Conten
         val = _unquote(val.strip())
         if "*" in name:  # RFC 2231: name*, name*0, name*1* ...
             base, _, idx = name.partition("*")
+            extended = idx.endswith("*") or idx == ""
             idx = idx.rstrip("*")
-            pieces.setdefault(base, {})[int(idx) if idx.isdigit() else 0] = val
+            pieces.setdefault(base, {})[int(idx) if idx.isdigit() else 0] = (val, extended)
             continue
         if name in params:
             dups.append(name)
@@ -211,8 +213,25 @@ def parse_content_type(value: str | None, default: str = "text/plain") -> Conten
         params[name] = val
     for base, parts in pieces.items():
         if base not in params:
-            params[base] = "".join(parts[k] for k in sorted(parts))
+            params[base] = _rfc2231_value([parts[k] for k in sorted(parts)])
     return ContentType(mtype, params, dups)
+
+
+def _rfc2231_value(parts: list[tuple[str, bool]]) -> str:
+    """Join RFC 2231 §3-§4 pieces; extended ones are %-encoded, the first names a charset."""
+    charset = "us-ascii"
+    raw = bytearray()
+    for n, (value, extended) in enumerate(parts):
+        if not extended:
+            raw += value.encode("utf-8", "surrogateescape")
+            continue
+        if n == 0 and value.count("'") >= 2:  # charset'language'value
+            charset, _language, value = value.split("'", 2)
+        raw += urllib.parse.unquote_to_bytes(value)
+    try:
+        return raw.decode(charset or "us-ascii")
+    except (LookupError, UnicodeDecodeError):
+        return raw.decode("latin-1")
 
 
 def _split_params(value: str) -> list[str]:
