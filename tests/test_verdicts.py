@@ -377,3 +377,26 @@ def test_directory_folder_gone_is_directory_unavailable_and_tempfails(pki, tmp_p
     assert v.action is Action.TEMPFAIL
     shutil.copytree(pki.directory, published)  # back again: no restart needed
     assert evaluate(gw, raw, "alice@example.com", ["bob@example.com"]).action is Action.ACCEPT
+
+
+def test_crl_issuer_encoded_differently_still_applies(pki, tmp_path):
+    # RFC 5280 §7.1: names compare after normalisation, not byte for byte.
+    from cryptography import x509 as cx509
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(UTC)
+    other_spelling = cx509.Name([
+        cx509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Corp", _ASN1Type.PrintableString),
+        cx509.NameAttribute(NameOID.COMMON_NAME, "EXAMPLE CORP  MAIL CA", _ASN1Type.PrintableString),
+    ])
+    assert other_spelling.public_bytes() != pki.ca.cert.subject.public_bytes()
+    crl = write_crl(tmp_path / "respelled.crl", pki.ca, pki.revoked, issuer_name=other_spelling,
+                    last_update=now - dt.timedelta(hours=1), next_update=now + dt.timedelta(days=1))
+    gw = gateway_for(tmp_path / "gw", pki, crls=[crl])
+    good = internal("alice@example.com", "bob@example.com",
+                    m.triple_wrap(BODY, pki["alice"], [pki["bob"]]))
+    assert evaluate(gw, good, "alice@example.com", ["bob@example.com"]).action is Action.ACCEPT
+    lost = internal("carol@example.com", "bob@example.com",
+                    m.triple_wrap(BODY, pki["carol"], [pki["bob"]]))
+    assert codes(evaluate(gw, lost, "carol@example.com", ["bob@example.com"])) == {"revoked-signer"}

@@ -7,10 +7,11 @@ RFC 4514). Certificates are asn1crypto objects throughout sealgate.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from asn1crypto import x509
-from asn1crypto.core import Asn1Value
+from asn1crypto.core import Asn1Value, Choice
 from cryptography import x509 as cx509
 from cryptography.x509.oid import ObjectIdentifier
 
@@ -54,10 +55,31 @@ def encoded(value: Asn1Value) -> bytes:
     0.5 ms instead of 3 µs, and a changed encoding for non-DER input). Parsed
     values keep header and contents; only built ones need ``dump()``.
     """
+    if isinstance(value, Choice) and not getattr(value, "_header", None):
+        return encoded(value.chosen)  # an untagged CHOICE (Name): its alternative's bytes
     header = getattr(value, "_header", None)
     if header is not None and value.contents is not None:
         return bytes(header + value.contents + (getattr(value, "_trailer", b"") or b""))
     return bytes(value.dump())
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_key(der: bytes) -> str:
+    return x509.Name.load(der).hashable
+
+
+def name_key(name: x509.Name) -> str:
+    """A distinguished name as RFC 5280 §7.1 compares them (case, spaces, string types).
+
+    A CRL's issuer and a certificate's issuer are often encoded differently
+    (PrintableString against UTF8String, another case): comparing bytes would
+    miss the CRL and tempfail forever. ``hashable`` runs LDAP stringprep, which
+    is slow, hence the cache on the encoded bytes.
+    """
+    try:
+        return _name_key(encoded(name))
+    except (ValueError, TypeError):
+        return "undecodable:" + encoded(name).hex()
 
 
 def fingerprint(cert: x509.Certificate) -> bytes:

@@ -182,11 +182,16 @@ def write_crl(
     last_update: dt.datetime,
     next_update: dt.datetime,
     signing_key: PrivateKey | None = None,
+    issuer_name: x509.Name | None = None,
 ) -> Path:
-    """Write a PEM CRL; ``signing_key`` other than the issuer's makes a forged one."""
+    """Write a PEM CRL; ``signing_key`` other than the issuer's makes a forged one.
+
+    ``issuer_name`` writes the issuer differently from the CA certificate's
+    subject (another string type, another case), as some CAs do.
+    """
     builder = (
         x509.CertificateRevocationListBuilder()
-        .issuer_name(issuer.cert.subject)
+        .issuer_name(issuer_name or issuer.cert.subject)
         .last_update(last_update)
         .next_update(next_update)
         .add_extension(x509.CRLNumber(int(last_update.timestamp())), critical=False)

@@ -19,8 +19,8 @@ from .addresses import is_internal
 from .certs import (
     certificate_addresses,
     describe,
-    encoded,
     fingerprint,
+    name_key,
     name_rfc4514,
     serial_hex,
 )
@@ -76,8 +76,8 @@ def visible_layers(root: Layer | None) -> tuple[list[SignedLayer], EncryptedLaye
     return signed, None
 
 
-def cert_key(cert: x509.Certificate) -> tuple[bytes, int]:
-    return encoded(cert.issuer), cert.serial_number
+def cert_key(cert: x509.Certificate) -> tuple[str, int]:
+    return name_key(cert.issuer), cert.serial_number
 
 
 def _signer_report(layer: SignedLayer, cert: x509.Certificate | None, signer_info: cms.SignerInfo,
@@ -148,7 +148,7 @@ def _judge_signer(layer: SignedLayer, signer: SignerInput, trust: TrustStore, di
 
 
 def _recipient_ids(layer: EncryptedLayer) -> Iterator[tuple[str, object, x509.Name | None]]:
-    """Each RecipientInfo's key: ("iss", (issuer bytes, serial), issuer) or ("ski", bytes, None)."""
+    """Each RecipientInfo's key: ("iss", (issuer name key, serial), issuer) or ("ski", bytes, None)."""
     for ri in layer.recipients:
         kind, value = ri.name, ri.chosen
         if kind == "ktri":
@@ -160,7 +160,7 @@ def _recipient_ids(layer: EncryptedLayer) -> Iterator[tuple[str, object, x509.Na
         for rid in rids:
             if rid.name == "issuer_and_serial_number":
                 ias = rid.chosen
-                yield "iss", (encoded(ias["issuer"]), ias["serial_number"].native), ias["issuer"]
+                yield "iss", (name_key(ias["issuer"]), ias["serial_number"].native), ias["issuer"]
             elif rid.name == "subject_key_identifier":
                 yield "ski", rid.chosen.native, None
             else:  # r_key_id
@@ -174,7 +174,7 @@ def _ski(cert: x509.Certificate) -> bytes | None:
 def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains: tuple[str, ...],
                      trust: TrustStore, directory: Directory, now: dt.datetime,
                      out: _Collector) -> list[RecipientReport]:
-    by_serial: dict[tuple[bytes, int], x509.Name] = {}
+    by_serial: dict[tuple[str, int], x509.Name] = {}
     by_ski: set[bytes] = set()
     for kind, key, issuer in _recipient_ids(layer):
         if kind == "iss" and issuer is not None:
@@ -186,10 +186,10 @@ def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains
                                                layer.where))
 
     # recipient-revoked: the content key is wrapped for a revoked certificate (RFC 5280 §5.3).
-    revoked_keys: set[tuple[bytes, int]] = set()
-    for (issuer_der, serial), issuer in sorted(by_serial.items(), key=lambda kv: kv[0]):
+    revoked_keys: set[tuple[str, int]] = set()
+    for (issuer_key, serial), issuer in sorted(by_serial.items(), key=lambda kv: kv[0]):
         if trust.is_revoked(issuer, serial, now):
-            revoked_keys.add((issuer_der, serial))
+            revoked_keys.add((issuer_key, serial))
             out.add(Code.RECIPIENT_REVOKED,
                     f"part {layer.where}: encrypted to revoked certificate serial {serial:x} "
                     f"issued by {name_rfc4514(issuer)}")

@@ -32,7 +32,7 @@ from asn1crypto import pem, x509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from ..certs import encoded, fingerprint, name_rfc4514
+from ..certs import encoded, fingerprint, name_key, name_rfc4514
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class CrlEntry:
 
     source: str
     issuer: x509.Name
-    issuer_der: bytes
+    issuer_key: str  # certs.name_key of the issuer
     this_update: datetime
     next_update: datetime | None
     revoked: dict[int, datetime | None]  # serial -> revocation date
@@ -97,7 +97,7 @@ class CrlEntry:
 
 
 def _signature_ok(der: bytes, issuer_cert: x509.Certificate) -> bool:
-    if encoded(issuer_cert.subject) != _issuer_der(der):
+    if name_key(issuer_cert.subject) != _issuer_key(der):
         return False
     key_usage = issuer_cert.key_usage_value
     if key_usage is not None and "crl_sign" not in key_usage.native:
@@ -110,8 +110,8 @@ def _signature_ok(der: bytes, issuer_cert: x509.Certificate) -> bool:
         return False
 
 
-def _issuer_der(der: bytes) -> bytes:
-    return encoded(asn1_crl.CertificateList.load(der)["tbs_cert_list"]["issuer"])
+def _issuer_key(der: bytes) -> str:
+    return name_key(asn1_crl.CertificateList.load(der)["tbs_cert_list"]["issuer"])
 
 
 def is_url(source: str | Path) -> bool:
@@ -169,7 +169,7 @@ def parse_crl(der: bytes, source: str) -> CrlEntry:
             revoked[item["user_certificate"].native] = item["revocation_date"].native
     except (TypeError, KeyError) as exc:
         raise ValueError(str(exc)) from None
-    return CrlEntry(source=source, issuer=issuer, issuer_der=encoded(issuer),
+    return CrlEntry(source=source, issuer=issuer, issuer_key=name_key(issuer),
                     this_update=this_update, next_update=next_update, revoked=revoked,
                     der=der, only_user_certs=only_user, only_ca_certs=only_ca)
 
@@ -179,22 +179,22 @@ class CrlIndex:
 
     def __init__(self, entries: Iterable[CrlEntry], anchors: Iterable[x509.Certificate],
                  url_sources: Iterable[str] = ()) -> None:
-        self._by_issuer: dict[bytes, list[CrlEntry]] = {}
+        self._by_issuer: dict[str, list[CrlEntry]] = {}
         # Issuers with a configured source, even if its CRL was refused or is stale:
         # those are crl-unavailable, never "not revocation-checked".
-        self.configured_issuers: set[bytes] = set()
+        self.configured_issuers: set[str] = set()
         self.url_sources = tuple(url_sources)  # URLs, and files that do not exist yet
-        anchors_by_subject: dict[bytes, list[x509.Certificate]] = {}
+        anchors_by_subject: dict[str, list[x509.Certificate]] = {}
         for anchor in anchors:
-            anchors_by_subject.setdefault(encoded(anchor.subject), []).append(anchor)
+            anchors_by_subject.setdefault(name_key(anchor.subject), []).append(anchor)
         for entry in entries:
-            self.configured_issuers.add(entry.issuer_der)
-            candidates = anchors_by_subject.get(entry.issuer_der, [])
+            self.configured_issuers.add(entry.issuer_key)
+            candidates = anchors_by_subject.get(entry.issuer_key, [])
             if candidates and not any(entry.verified_by(a) for a in candidates):
                 log.error("event=crl-refused source=%s issuer=%r reason=%s", entry.source,
                           entry.issuer_text, "signature does not verify with the anchor's key")
                 continue
-            self._by_issuer.setdefault(entry.issuer_der, []).append(entry)
+            self._by_issuer.setdefault(entry.issuer_key, []).append(entry)
         for entries_of_issuer in self._by_issuer.values():
             entries_of_issuer.sort(key=lambda e: e.this_update, reverse=True)
 
@@ -202,7 +202,7 @@ class CrlIndex:
                 now: datetime) -> CrlEntry | None:
         """The newest CRL of ``issuer_cert`` current at ``now``, signed by its key,
         covering ``subject``."""
-        for entry in self._by_issuer.get(encoded(issuer_cert.subject), ()):
+        for entry in self._by_issuer.get(name_key(issuer_cert.subject), ()):
             if not entry.is_current(now):
                 continue
             if subject is not None and not entry.covers(subject):
@@ -211,21 +211,21 @@ class CrlIndex:
                 return entry
         return None
 
-    def current_by_name(self, issuer_der: bytes, now: datetime) -> CrlEntry | None:
+    def current_by_name(self, issuer_key: str, now: datetime) -> CrlEntry | None:
         """As :meth:`current`, for callers that only know the issuer name: the CRL must
         already have been verified against a certificate of that issuer."""
-        for entry in self._by_issuer.get(issuer_der, ()):
+        for entry in self._by_issuer.get(issuer_key, ()):
             if entry.is_current(now) and entry.verified_once:
                 return entry
         return None
 
-    def has_source(self, issuer_der: bytes) -> bool:
+    def has_source(self, issuer_key: str) -> bool:
         # A URL source's issuer is unknown until it is fetched (a later issue): it may
         # be any issuer's, so with URL sources configured every issuer counts as covered.
-        return issuer_der in self.configured_issuers or bool(self.url_sources)
+        return issuer_key in self.configured_issuers or bool(self.url_sources)
 
-    def stale_reason(self, issuer_der: bytes, now: datetime) -> str:
-        entries = self._by_issuer.get(issuer_der, [])
+    def stale_reason(self, issuer_key: str, now: datetime) -> str:
+        entries = self._by_issuer.get(issuer_key, [])
         if entries:
             newest = entries[0]
             if newest.next_update is None:
@@ -234,7 +234,7 @@ class CrlIndex:
                 return (f"the CRL from {newest.source} is past its nextUpdate "
                         f"{newest.next_update:%Y-%m-%d %H:%M:%SZ}")
             return f"the CRL from {newest.source} is not valid yet or not signed by this issuer"
-        if issuer_der in self.configured_issuers:
+        if issuer_key in self.configured_issuers:
             return "its CRL was refused (signature does not verify)"
         if self.url_sources:
             return f"CRL sources not read yet: {', '.join(self.url_sources)}"

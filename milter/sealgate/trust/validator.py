@@ -43,7 +43,7 @@ from pyhanko_certvalidator.errors import (
 from pyhanko_certvalidator.policy_decl import NO_REVOCATION, CertRevTrustPolicy
 from pyhanko_certvalidator.registry import SimpleTrustManager
 
-from ..certs import encoded, fingerprint, name_rfc4514, serial_hex
+from ..certs import fingerprint, name_key, name_rfc4514, serial_hex
 from ..codes import Code
 from ..model import Finding
 from .crl import CrlIndex
@@ -167,7 +167,7 @@ class Validator:
         return TrustResult(findings, notes, path.certs)
 
     def is_revoked(self, issuer: x509.Name, serial: int, now: datetime) -> bool | None:
-        entry = self.crls.current_by_name(encoded(issuer), _aware(now))
+        entry = self.crls.current_by_name(name_key(issuer), _aware(now))
         if entry is None:
             return None
         return serial in entry.revoked
@@ -226,7 +226,7 @@ class Validator:
         for index in range(1, len(certs)):
             issuer, subject = certs[index - 1], certs[index]
             entry = self.crls.current(issuer, subject, now)
-            issuer_der = encoded(issuer.subject)
+            issuer_key = name_key(issuer.subject)
             if entry is not None:
                 if subject.serial_number in entry.revoked:
                     who = _who(subject, role if index == len(certs) - 1 else "CA")
@@ -237,14 +237,14 @@ class Validator:
                                             f"{who} is revoked{date} (CRL from {entry.source})"))
                 continue
             who = _who(subject, role if index == len(certs) - 1 else "CA")
-            if not self.require_crl and not self.crls.has_source(issuer_der):
+            if not self.require_crl and not self.crls.has_source(issuer_key):
                 notes.append(f"{who}: not revocation-checked, no CRL source for "
                              f"{name_rfc4514(issuer.subject)} (trust.require_crl = false)")
                 continue
             findings.append(Finding(
                 Code.CRL_UNAVAILABLE,
                 f"{who}: no CRL valid now for {name_rfc4514(issuer.subject)}: "
-                f"{self.crls.stale_reason(issuer_der, now)}"))
+                f"{self.crls.stale_reason(issuer_key, now)}"))
         return findings, notes
 
 
