@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import devmail as m
+from . import devnss
 from .devpki import TestPKI, build_pki
 from .milterclient import MilterClient, MilterResult, split_message, wait_for_milter
 
@@ -76,10 +77,24 @@ def scenarios(pki: TestPKI) -> list[tuple[str, str, list[str], bytes]]:
         ("signer is not the sender", "bob@example.com", ["alice@example.com"],
          msg(m.triple_wrap(body, alice, [alice, bob]), "bob@example.com",
              ["alice@example.com"], "Spoofed")),
+        ("gpgsm-encrypted, openssl-signed", *ab,
+         msg(m.sign(m.gpgsm_encrypt(m.sign(body, alice), [bob, alice], pki.ca), alice), *ab,
+             "From GnuPG")),
+        *_thunderbird(pki, body, msg),
         ("malformed CMS", *ab, msg(garbage, *ab, "Broken")),
         ("inbound plain from a partner", "news@partner.example", ["bob@example.com"],
          msg(body, "news@partner.example", ["bob@example.com"], "Newsletter")),
     ]
+
+
+def _thunderbird(pki: TestPKI, body: bytes, msg) -> list:  # noqa: ANN001
+    """A triple wrap made by NSS (Thunderbird's library), when its tools are installed."""
+    if devnss.missing_tools():
+        return []
+    alice, bob = pki["alice"], pki["bob"]
+    entity = devnss.nss_triple_wrap(body, alice, [bob, alice], ca=pki.ca)
+    return [("Thunderbird-style (NSS cmsutil)", "alice@example.com", ["bob@example.com"],
+             msg(entity, "alice@example.com", ["bob@example.com"], "From NSS"))]
 
 
 def _policy_of(result: MilterResult) -> str:
@@ -121,7 +136,11 @@ def run(folder: Path) -> int:
         except (RuntimeError, TimeoutError) as exc:
             raise SystemExit(f"{exc}; see {folder}/milter.log") from None
         rows = []
+        messages = folder / "messages"
+        shutil.rmtree(messages, ignore_errors=True)
+        messages.mkdir()
         for n, (what, sender, rcpts, raw) in enumerate(scenarios(pki), 1):
+            (messages / f"{n:02d}.eml").write_bytes(raw)
             headers, body = split_message(raw)
             with MilterClient(f"unix:{sock}") as client:
                 client.negotiate()
@@ -132,8 +151,9 @@ def run(folder: Path) -> int:
         proc.terminate()
         proc.wait(timeout=30)
     _print_table(["#", "message", "postfix would", "smime", "sealgate decision"], rows)
-    print(f"\nmilter log: {folder}/milter.log   quarantine: {folder}/quarantine")
-    print("try: .venv/bin/sealgate check --config demo/sealgate.toml --json <message>")
+    print(f"\nmessages: {folder}/messages/NN.eml   milter log: {folder}/milter.log   "
+          f"quarantine: {folder}/quarantine")
+    print(f"try: .venv/bin/sealgate check --config {config} --json {folder}/messages/05.eml")
     return 0
 
 
@@ -141,10 +161,10 @@ def _print_table(head: list[str], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in [tuple(head), *rows]) for i in range(len(head))]
     line = "  ".join("-" * w for w in widths)
     print()
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip())
     print(line)
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str]) -> int:
