@@ -8,14 +8,11 @@ with hashlib, which is what ``smime.structure`` hands the verifier.
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from asn1crypto import cms, x509
 
-from sealgate.devmail import OPENSSL
+from sealgate.devmail import run_openssl
 from sealgate.devpki import Identity
 from sealgate.model import SignerInput
 
@@ -61,13 +58,7 @@ def openssl_sign(signer: Identity, content: bytes = CONTENT, *, md: str = "sha25
     if nocerts:
         args.append("-nocerts")
     args += extra or []
-    with tempfile.TemporaryDirectory(prefix="sealgate-cms-") as tmp:
-        src = Path(tmp) / "in"
-        src.write_bytes(content)
-        proc = subprocess.run([OPENSSL, *args, "-in", str(src)], capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"openssl cms -sign failed: {proc.stderr.decode(errors='replace')}")
-    return Signed(cms.ContentInfo.load(proc.stdout), content)
+    return Signed(cms.ContentInfo.load(run_openssl(args, content)), content)
 
 
 def signer_inputs(signed_data: cms.SignedData, content: bytes) -> list[SignerInput]:

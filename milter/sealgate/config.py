@@ -349,9 +349,7 @@ def load_config(path: Path) -> Config:
     """Read and validate a config file; raises ConfigErrors listing every problem."""
     path = Path(path)
     reader = Reader(path)
-    document = reader.parse()
-    reader.raise_if_errors()
-    assert document is not None  # noqa: S101 - parse() returned None only with an error
+    document = reader.document()
     base = path.absolute().parent
 
     values: dict[str, dict[str, Any]] = {}

@@ -49,7 +49,8 @@ def message(entity: bytes, sender: str, recipients: Sequence[str], subject: str 
     return "".join(f"{k}: {v}\r\n" for k, v in head).encode() + entity
 
 
-def _run(args: list[str], data: bytes) -> bytes:
+def run_openssl(args: list[str], data: bytes) -> bytes:
+    """``openssl ARGS -in FILE`` with ``data`` in a temporary file; stdout, or RuntimeError."""
     with tempfile.TemporaryDirectory(prefix="sealgate-openssl-") as tmp:
         src = Path(tmp) / "in"
         src.write_bytes(data)
@@ -85,7 +86,7 @@ def sign(entity: bytes, signer: Identity, *, detached: bool = True, md: str = "s
         args.append("-nocerts")
     if keyid:  # SignerIdentifier by subject key identifier, not issuer+serial
         args.append("-keyid")
-    return _strip_mime_version(_run(args, entity))
+    return _strip_mime_version(run_openssl(args, entity))
 
 
 def encrypt(entity: bytes, recipients: Sequence[Identity | Path], *, cipher: str = "aes-256-cbc",
@@ -99,7 +100,7 @@ def encrypt(entity: bytes, recipients: Sequence[Identity | Path], *, cipher: str
         args += ["-recip", str(path)]
         if oaep:
             args += ["-keyopt", "rsa_padding_mode:oaep"]
-    return _strip_mime_version(_run(args, entity))
+    return _strip_mime_version(run_openssl(args, entity))
 
 
 def gpgsm_encrypt(entity: bytes, recipients: Sequence[Identity], ca: Identity) -> bytes:

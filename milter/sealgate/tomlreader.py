@@ -48,6 +48,13 @@ class Reader:
             self.error("", f"not valid TOML: {exc}")
         return None
 
+    def document(self) -> dict[str, Any]:
+        """The file's TOML document; raises ConfigErrors if it cannot be read or parsed."""
+        document = self.parse()
+        self.raise_if_errors()
+        assert document is not None  # noqa: S101 - parse() returns None only with an error
+        return document
+
     def check_keys(self, table: Mapping[str, Any], prefix: str, known: Iterable[str]) -> None:
         """One error per key of ``table`` not in ``known``, with a suggestion."""
         names = list(known)

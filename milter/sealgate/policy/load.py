@@ -123,9 +123,7 @@ def load_policy(path: Path) -> Policy:
     """Read and validate a policy file; raises ConfigErrors listing every problem."""
     path = Path(path)
     reader = Reader(path)
-    document = reader.parse()
-    reader.raise_if_errors()
-    assert document is not None  # noqa: S101 - parse() returned None only with an error
+    document = reader.document()
     reader.check_keys(document, "", _TOP_KEYS)
 
     defaults = _table(reader, "defaults", document.get("defaults", {}))
