@@ -172,3 +172,18 @@ def test_fifty_megabyte_message_is_streamed_in_bounded_memory(milter, pki, tmp_p
     # The body is spooled to disk and hashed as it streams: the milter's peak
     # RSS must grow by far less than the message (49 MB) itself.
     assert (after - before) * 1024 < len(raw) // 2, (before, after)
+
+
+def test_sighup_does_not_stop_the_milter(milter, pki):
+    import signal
+    import time
+
+    milter.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while b"SIGHUP" not in milter.log.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b"SIGHUP" in milter.log.read_bytes()
+    assert milter.proc.poll() is None
+    raw = m.message(m.triple_wrap(BODY, pki["alice"], [pki["bob"]]), "alice@example.com",
+                    ["bob@example.com"])
+    assert milter.send(raw, "alice@example.com", ["bob@example.com"]).outcome == "delivered"

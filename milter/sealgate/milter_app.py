@@ -415,8 +415,12 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
 
     previous: dict[int, Any] = {}
     if handle_signals:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, lambda signum, frame: stop.set())
+        # A reload must never stop the gateway: until configuration reload is
+        # built, SIGHUP is reported and changes nothing.
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: log.warning(
+            "SIGHUP: reloading the configuration is not supported yet; restart to apply changes"))
     listener = threading.Thread(target=listen, name="milter-listener", daemon=True)
     try:
         listener.start()
