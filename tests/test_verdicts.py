@@ -400,3 +400,36 @@ def test_crl_issuer_encoded_differently_still_applies(pki, tmp_path):
     lost = internal("carol@example.com", "bob@example.com",
                     m.triple_wrap(BODY, pki["carol"], [pki["bob"]]))
     assert codes(evaluate(gw, lost, "carol@example.com", ["bob@example.com"])) == {"revoked-signer"}
+
+
+def test_a_new_crl_file_is_read_after_crl_refresh(pki, tmp_path):
+    # A card is lost after the gateway started: the CA writes a new CRL file.
+    now = dt.datetime.now(UTC)
+    crl = write_crl(tmp_path / "ca.crl", pki.ca, [], last_update=now - dt.timedelta(hours=2),
+                    next_update=now + dt.timedelta(days=1))
+    gw = gateway_for(tmp_path / "gw", pki, crls=[crl])
+    ticks = [0.0]
+    gw.clock = lambda: ticks[0]
+    raw = internal("carol@example.com", "bob@example.com",
+                   m.triple_wrap(BODY, pki["carol"], [pki["bob"]]))
+    assert evaluate(gw, raw, "carol@example.com", ["bob@example.com"]).action is Action.ACCEPT
+    write_crl(crl, pki.ca, pki.revoked, last_update=now - dt.timedelta(hours=1),
+              next_update=now + dt.timedelta(days=1))
+    ticks[0] = gw.config.trust.crl_refresh - 1.0
+    assert evaluate(gw, raw, "carol@example.com", ["bob@example.com"]).action is Action.ACCEPT
+    ticks[0] = gw.config.trust.crl_refresh + 1.0
+    assert codes(evaluate(gw, raw, "carol@example.com", ["bob@example.com"])) == {"revoked-signer"}
+
+
+def test_an_unreadable_crl_refresh_keeps_the_loaded_crls(pki, tmp_path):
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(pki.crl_path.read_bytes())
+    gw = gateway_for(tmp_path / "gw", pki, crls=[crl])
+    ticks = [0.0]
+    gw.clock = lambda: ticks[0]
+    raw = internal("carol@example.com", "bob@example.com",
+                   m.triple_wrap(BODY, pki["carol"], [pki["bob"]]))
+    assert codes(evaluate(gw, raw, "carol@example.com", ["bob@example.com"])) == {"revoked-signer"}
+    crl.write_bytes(b"-----BEGIN X509 CRL-----\ngarbage\n-----END X509 CRL-----\n")
+    ticks[0] = gw.config.trust.crl_refresh + 1.0
+    assert codes(evaluate(gw, raw, "carol@example.com", ["bob@example.com"])) == {"revoked-signer"}

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -19,7 +22,7 @@ from .codes import TRANSIENT_CODES, AuthResult, Code
 from .config import Config, load_config
 from .directory.base import Directory
 from .directory.files import FilesDirectory
-from .errors import ConfigError
+from .errors import ConfigError, SealgateError
 from .facts import PASS, gather
 from .model import Envelope, Facts, Finding, Inspection, SignerReport, Verdict
 from .policy import Policy, decide, direction_of, load_policy
@@ -28,6 +31,7 @@ from .smime.structure import inspect
 from .trust import TrustStore
 
 UTC = dt.UTC
+log = logging.getLogger(__name__)
 
 
 def header_addresses(values: Iterable[str | None]) -> list[str]:
@@ -79,13 +83,38 @@ def auth_result(facts: Facts, violations: list[Finding]) -> AuthResult:
     return AuthResult.POLICY  # verified math, but untrusted / expired / revoked certificate
 
 
-@dataclass(frozen=True)
+@dataclass
 class Gateway:
     config: Config
     policy: Policy
     trust: TrustStore
     directory: Directory
     limits: Limits
+    # CRL files are re-read every trust.crl_refresh (a CA publishes a new one
+    # when a card is lost, and before the old one's nextUpdate).
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    _refreshed: float = field(default=-1.0, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
+                                  compare=False)
+
+    def current_trust(self) -> TrustStore:
+        """The trust store, its CRLs re-read when ``trust.crl_refresh`` has passed."""
+        if self._refreshed < 0:
+            self._refreshed = self.clock()
+        if self.clock() - self._refreshed < self.config.trust.crl_refresh:
+            return self.trust
+        with self._lock:
+            if self.clock() - self._refreshed >= self.config.trust.crl_refresh:
+                self._refreshed = self.clock()
+                try:
+                    self.trust = self.trust.with_crls(list(self.config.trust.crls),
+                                                      config_file=str(self.config.source))
+                    log.info("event=crl-refresh sources=%d", len(self.config.trust.crls))
+                except SealgateError as exc:
+                    # Keep what was loaded: a CRL past its nextUpdate turns into
+                    # crl-unavailable (tempfail) by itself, never into an accept.
+                    log.error("event=crl-refresh-failed error=%r: keeping the CRLs loaded", str(exc))
+        return self.trust
 
     def evaluate(self, source: IO[bytes], envelope: Envelope | None = None,
                  at: dt.datetime | None = None, now: dt.datetime | None = None, *,
@@ -101,7 +130,7 @@ class Gateway:
         env = complete_envelope(envelope, inspection, sender, recipients)
         internal = tuple(self.config.internal_domains)
         direction = direction_of(env, internal)
-        facts = gather(inspection, env, direction, internal, self.trust, self.directory,
+        facts = gather(inspection, env, direction, internal, self.current_trust(), self.directory,
                        at or now, now)
         verdict = decide(facts, self.policy, env)
         return replace(verdict, auth_result=auth_result(facts, verdict.violations))
