@@ -11,7 +11,6 @@ spool) and for hashlib.sha256 over the same bytes in memory, and their ratio.
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import sys
 import tempfile
@@ -41,12 +40,7 @@ def main() -> None:
         root = Path(tmp)
         pki = build_pki(root / "pki")
         # base64 inside base64 (attachment, then the enveloped layer): ~1.8x growth
-        raw_size = int(args.mb * 1e6 / 1.8)
-        block = bytes(range(256)) * 4096
-        content = (block * (raw_size // len(block) + 1))[:raw_size]
-        attachment = (b"Content-Type: application/octet-stream\r\n"
-                      b"Content-Transfer-Encoding: base64\r\n\r\n"
-                      + base64.encodebytes(content).replace(b"\n", b"\r\n"))
+        attachment = m.binary_attachment(int(args.mb * 1e6 / 1.8))
         raw = m.message(m.triple_wrap(attachment, pki["alice"], [pki["bob"], pki["alice"]]),
                         "alice@example.com", ["bob@example.com"])
         path = root / "big.eml"

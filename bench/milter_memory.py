@@ -13,7 +13,6 @@ it streams, so the growth should not scale with the message.
 from __future__ import annotations
 
 import argparse
-import base64
 import subprocess
 import sys
 import tempfile
@@ -37,11 +36,7 @@ def status_kib(pid: int, field: str) -> int:
 
 
 def signed_message(pki, megabytes: float) -> bytes:
-    raw_size = int(megabytes * 1e6 * 3 / 4)
-    block = bytes(range(256)) * 4096
-    content = (block * (raw_size // len(block) + 1))[:raw_size]
-    attachment = (b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-                  + base64.encodebytes(content).replace(b"\n", b"\r\n"))
+    attachment = m.binary_attachment(int(megabytes * 1e6 * 3 / 4))
     return m.message(m.sign(attachment, pki["alice"]), "alice@example.com", ["bob@example.com"])
 
 

@@ -6,7 +6,6 @@ protocol, the way Postfix sends them (headers, then the body in chunks).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import subprocess
@@ -155,13 +154,7 @@ def test_stale_crl_tempfails_451(pki, tmp_path):
 @pytest.mark.slow
 def test_fifty_megabyte_message_is_streamed_in_bounded_memory(milter, pki, tmp_path):
     # 36 MiB of content is 49 MB once base64-encoded: under max_message_size (50 MiB).
-    content = tmp_path / "big.bin"
-    with content.open("wb") as fh:
-        chunk = bytes(range(256)) * 4096
-        for _ in range(36):
-            fh.write(chunk)
-    attachment = (b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
-                  b"\r\n" + base64.encodebytes(content.read_bytes()).replace(b"\n", b"\r\n"))
+    attachment = m.binary_attachment(36 * 1024 * 1024)
     raw = m.message(m.sign(attachment, pki["alice"]), "alice@example.com", ["bob@example.com"])
     del attachment
     assert 45_000_000 < len(raw) < 50 * 1024 * 1024

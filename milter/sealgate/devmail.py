@@ -32,6 +32,14 @@ def text_entity(body: str = "Hello,\r\n\r\nthe quarterly figures are attached.\r
     return f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".encode() + body.encode()
 
 
+def binary_attachment(size: int) -> bytes:
+    """An application/octet-stream entity of ``size`` raw bytes, base64 in CRLF lines."""
+    block = bytes(range(256)) * 4096
+    content = (block * (size // len(block) + 1))[:size]
+    return (b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + base64.encodebytes(content).replace(b"\n", b"\r\n"))
+
+
 def message(entity: bytes, sender: str, recipients: Sequence[str], subject: str = "Test",
             extra_headers: Iterable[tuple[str, str]] = ()) -> bytes:
     """Prefix an entity with From/To/Subject/Date/Message-ID (and MIME-Version if absent)."""
