@@ -152,7 +152,7 @@ def test_stale_crl_tempfails_451(pki, tmp_path):
 
 
 @pytest.mark.slow
-def test_fifty_megabyte_message_is_streamed_in_bounded_memory(milter, pki, tmp_path):
+def test_fifty_megabyte_message_is_streamed_in_bounded_memory(milter, pki):
     # 36 MiB of content is 49 MB once base64-encoded: under max_message_size (50 MiB).
     attachment = m.binary_attachment(36 * 1024 * 1024)
     raw = m.message(m.sign(attachment, pki["alice"]), "alice@example.com", ["bob@example.com"])
