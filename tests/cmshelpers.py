@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from asn1crypto import cms, x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from sealgate.devmail import run_openssl
 from sealgate.devpki import Identity
@@ -88,3 +89,8 @@ def resign_attrs(signer_info: cms.SignerInfo, **changes: object) -> cms.SignerIn
             attrs.append(attr)
     copy["signed_attrs"] = cms.CMSAttributes(attrs)
     return cms.SignerInfo.load(copy.dump(force=True))
+
+
+def asn1_cert(identity: Identity) -> x509.Certificate:
+    """The asn1crypto view of a devpki identity's certificate (what the parser yields)."""
+    return x509.Certificate.load(identity.cert.public_bytes(Encoding.DER))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from sealgate.devpki import TestPKI, build_pki
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -17,4 +20,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A config folder holding what the default config points at: anchors, CRL, policies, directory."""
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki" / "ca.pem").write_text("placeholder\n")
+    (tmp_path / "pki" / "ca.crl").write_text("placeholder\n")
+    (tmp_path / "policies").mkdir()
+    for name in ("strict.toml", "compat.toml"):
+        shutil.copy(REPO / "policies" / name, tmp_path / "policies" / name)
+    (tmp_path / "directory").mkdir()
     return tmp_path

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from asn1crypto import x509
-from cmshelpers import openssl_sign
+from cmshelpers import asn1_cert, openssl_sign
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
@@ -23,10 +22,6 @@ from sealgate.smime.algorithms import (
     weak_digest,
     weak_public_key,
 )
-
-
-def _asn1(identity) -> x509.Certificate:
-    return x509.Certificate.load(identity.cert.public_bytes(Encoding.DER))
 
 
 def test_digest_names_and_oids_map_to_the_same_hash():
@@ -76,14 +71,14 @@ def test_cipher_finding_names_the_part():
 
 
 def test_rsa_below_2048_bits_is_weak(pki):
-    detail = weak_public_key(_asn1(pki["erin"]).public_key)
+    detail = weak_public_key(asn1_cert(pki["erin"]).public_key)
     assert detail is not None and "1024" in detail
-    assert weak_public_key(_asn1(pki["alice"]).public_key) is None
-    assert weak_public_key(_asn1(pki["grace"]).public_key) is None
+    assert weak_public_key(asn1_cert(pki["alice"]).public_key) is None
+    assert weak_public_key(asn1_cert(pki["grace"]).public_key) is None
 
 
 def test_ec_p256_is_not_weak(pki):
-    assert weak_public_key(_asn1(pki["frank"]).public_key) is None
+    assert weak_public_key(asn1_cert(pki["frank"]).public_key) is None
 
 
 def test_ec_below_256_bits_is_weak():
@@ -100,7 +95,7 @@ def test_ec_below_256_bits_is_weak():
 
 def test_signer_findings_cover_digest_and_key(pki):
     signed = openssl_sign(pki["erin"], md="sha1")
-    findings = signer_weak_findings(signed.signer_infos[0], _asn1(pki["erin"]), "1")
+    findings = signer_weak_findings(signed.signer_infos[0], asn1_cert(pki["erin"]), "1")
     details = " ".join(f.detail for f in findings)
     assert {f.code for f in findings} == {Code.WEAK_ALGORITHM}
     assert "SHA-1" in details and "1024" in details
@@ -108,7 +103,7 @@ def test_signer_findings_cover_digest_and_key(pki):
 
 def test_sha256_rsa2048_signer_has_no_weak_findings(pki):
     signed = openssl_sign(pki["alice"])
-    assert signer_weak_findings(signed.signer_infos[0], _asn1(pki["alice"])) == []
+    assert signer_weak_findings(signed.signer_infos[0], asn1_cert(pki["alice"])) == []
 
 
 def test_pss_hash_comes_from_parameters(pki):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,6 @@ from sealgate.units import format_duration, format_size, parse_duration, parse_s
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    """A config folder holding what the defaults point at: anchors, policy, directory."""
-    (tmp_path / "pki").mkdir()
-    (tmp_path / "pki" / "ca.pem").write_text("placeholder\n")
-    (tmp_path / "pki" / "ca.crl").write_text("placeholder\n")
-    (tmp_path / "policies").mkdir()
-    shutil.copy(REPO / "policies" / "strict.toml", tmp_path / "policies" / "strict.toml")
-    (tmp_path / "directory").mkdir()
-    return tmp_path
 
 
 def write(site: Path, text: str, name: str = "sealgate.toml") -> Path:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from sealgate.cli import EXIT_USAGE, main
@@ -13,17 +11,6 @@ from sealgate.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    (tmp_path / "pki").mkdir()
-    (tmp_path / "pki" / "ca.pem").write_text("placeholder\n")
-    (tmp_path / "pki" / "ca.crl").write_text("placeholder\n")
-    (tmp_path / "policies").mkdir()
-    for name in ("strict.toml", "compat.toml"):
-        shutil.copy(REPO / "policies" / name, tmp_path / "policies" / name)
-    (tmp_path / "directory").mkdir()
-    return tmp_path
 
 
 def run(*args: str):

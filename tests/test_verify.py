@@ -7,10 +7,9 @@ import hashlib
 
 import pytest
 from asn1crypto import cms, x509
-from cmshelpers import CONTENT, openssl_sign, resign_attrs
+from cmshelpers import CONTENT, asn1_cert, openssl_sign, resign_attrs
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from sealgate.certs import certificate_addresses
 from sealgate.codes import Code
@@ -22,10 +21,6 @@ from sealgate.smime.verify import (
     signing_time,
     verify_signature,
 )
-
-
-def _asn1(identity) -> x509.Certificate:
-    return x509.Certificate.load(identity.cert.public_bytes(Encoding.DER))
 
 
 class FakeDirectory:
@@ -140,7 +135,7 @@ def test_signed_attributes_are_verified_as_received_not_re_encoded(pki):
     assert set_body != b"".join(sorted(a.dump() for a in attrs))
     set_der = b"\x31" + bytes([len(set_body)]) + set_body
     signature = alice.key.sign(set_der, padding.PKCS1v15(), hashes.SHA256())
-    cert = _asn1(alice)
+    cert = asn1_cert(alice)
     info = cms.SignerInfo({
         "version": "v1",
         "sid": {"issuer_and_serial_number": {"issuer": cert.issuer,
@@ -198,7 +193,7 @@ def test_tampered_signature_value_is_bad_signature(pki):
         sig[10] ^= 0x01
         info["signature"] = bytes(sig)
         signer.signer_info = cms.SignerInfo.load(info.dump(force=True))
-        finding = verify_signature(signer, _asn1(pki["alice"]))
+        finding = verify_signature(signer, asn1_cert(pki["alice"]))
         assert finding is not None and finding.code is Code.BAD_SIGNATURE
 
 
@@ -206,7 +201,7 @@ def test_wrong_content_type_attribute_is_bad_signature(pki):
     signed = openssl_sign(pki["alice"])
     [signer] = signed.inputs()
     signer.econtent_type = "signed_data"  # the eContentType says something else
-    finding = verify_signature(signer, _asn1(pki["alice"]))
+    finding = verify_signature(signer, asn1_cert(pki["alice"]))
     assert finding is not None and finding.code is Code.BAD_SIGNATURE
     assert "contentType" in finding.detail
 
@@ -214,7 +209,7 @@ def test_wrong_content_type_attribute_is_bad_signature(pki):
 def test_signature_with_another_certificate_is_bad_signature(pki):
     signed = openssl_sign(pki["alice"])
     [signer] = signed.inputs()
-    finding = verify_signature(signer, _asn1(pki["bob"]))
+    finding = verify_signature(signer, asn1_cert(pki["bob"]))
     assert finding is not None and finding.code is Code.BAD_SIGNATURE
     assert format(pki["bob"].cert.serial_number, "x") in finding.detail
 
@@ -222,7 +217,7 @@ def test_signature_with_another_certificate_is_bad_signature(pki):
 def test_ecdsa_signature_checked_with_an_rsa_key_is_bad_signature(pki):
     signed = openssl_sign(pki["frank"])
     [signer] = signed.inputs()
-    finding = verify_signature(signer, _asn1(pki["alice"]))
+    finding = verify_signature(signer, asn1_cert(pki["alice"]))
     assert finding is not None and finding.code is Code.BAD_SIGNATURE
     assert "not EC" in finding.detail
 
@@ -231,7 +226,7 @@ def test_unknown_digest_algorithm_is_bad_signature(pki):
     signed = openssl_sign(pki["alice"])
     [signer] = signed.inputs()
     signer.content_digests = []  # what the parser hands over for an unknown algorithm
-    finding = verify_signature(signer, _asn1(pki["alice"]))
+    finding = verify_signature(signer, asn1_cert(pki["alice"]))
     assert finding is not None and finding.code is Code.BAD_SIGNATURE
     assert "unknown digest algorithm" in finding.detail
 
@@ -240,7 +235,7 @@ def test_no_signed_attributes_over_non_data_content_is_bad_signature(pki):
     signed = openssl_sign(pki["alice"], noattr=True)
     [signer] = signed.inputs()
     signer.econtent_type = "enveloped_data"
-    finding = verify_signature(signer, _asn1(pki["alice"]))
+    finding = verify_signature(signer, asn1_cert(pki["alice"]))
     assert finding is not None and finding.code is Code.BAD_SIGNATURE
 
 
@@ -251,7 +246,7 @@ def test_missing_message_digest_attribute_is_bad_signature(pki):
     info["signed_attrs"] = cms.CMSAttributes(
         [a for a in info["signed_attrs"] if a["type"].native != "message_digest"])
     signer.signer_info = cms.SignerInfo.load(info.dump(force=True))
-    finding = verify_signature(signer, _asn1(pki["alice"]))
+    finding = verify_signature(signer, asn1_cert(pki["alice"]))
     assert finding is not None and "messageDigest" in finding.detail
 
 
@@ -277,7 +272,7 @@ def test_subject_key_identifier_sid_finds_the_certificate(pki):
 def test_certificate_missing_from_message_is_found_in_the_directory(pki):
     signed = openssl_sign(pki["bob"], nocerts=True)
     assert signed.certificates == []
-    directory = FakeDirectory([_asn1(pki["alice"]), _asn1(pki["bob"])])
+    directory = FakeDirectory([asn1_cert(pki["alice"]), asn1_cert(pki["bob"])])
     cert = find_signer_certificate(signed.signer_infos[0], signed.certificates, directory)
     assert cert.serial_number == pki["bob"].cert.serial_number
     assert verify_signature(signed.inputs()[0], cert) is None
@@ -285,14 +280,14 @@ def test_certificate_missing_from_message_is_found_in_the_directory(pki):
 
 def test_ski_sid_missing_from_message_is_found_in_the_directory(pki):
     signed = openssl_sign(pki["frank"], nocerts=True, keyid=True)
-    directory = FakeDirectory([_asn1(pki["frank"])])
+    directory = FakeDirectory([asn1_cert(pki["frank"])])
     cert = find_signer_certificate(signed.signer_infos[0], [], directory)
     assert cert is not None and verify_signature(signed.inputs()[0], cert) is None
 
 
 def test_certificate_found_nowhere_is_none(pki):
     signed = openssl_sign(pki["carol"], nocerts=True)
-    directory = FakeDirectory([_asn1(pki["alice"])])
+    directory = FakeDirectory([asn1_cert(pki["alice"])])
     assert find_signer_certificate(signed.signer_infos[0], [], directory) is None
     assert find_signer_certificate(signed.signer_infos[0], [], None) is None
     # The engine can still name the signer from the sid alone.
@@ -307,7 +302,7 @@ def test_directory_unavailable_propagates(pki):
 
 def test_certificate_with_same_serial_but_other_issuer_is_not_the_signer(pki):
     signed = openssl_sign(pki["alice"], nocerts=True)
-    assert find_signer_certificate(signed.signer_infos[0], [_asn1(pki["mallory"])], None) is None
+    assert find_signer_certificate(signed.signer_infos[0], [asn1_cert(pki["mallory"])], None) is None
 
 
 # ---------------------------------------------------------------- attributes, addresses
@@ -321,11 +316,11 @@ def test_signing_time_is_read_from_signed_attributes(pki):
 
 
 def test_addresses_come_from_rfc822_subject_alt_names(pki):
-    assert certificate_addresses(_asn1(pki["alice"])) == ("alice@example.com",)
+    assert certificate_addresses(asn1_cert(pki["alice"])) == ("alice@example.com",)
 
 
 def test_addresses_come_from_subject_email_address_without_extensions(pki):
-    nina = _asn1(pki["nina"])
+    nina = asn1_cert(pki["nina"])
     assert nina.subject_alt_name_value is None
     assert certificate_addresses(nina) == ("nina@example.com",)
 
@@ -336,4 +331,4 @@ def test_addresses_are_lower_cased_and_deduplicated(pki, tmp_path):
     now = dt.datetime.now(dt.UTC)
     ident = issue_user(tmp_path, pki.ca, "olga", "Olga.Smith@Example.COM", email_in_subject=True,
                        not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=30))
-    assert certificate_addresses(_asn1(ident)) == ("olga.smith@example.com",)
+    assert certificate_addresses(asn1_cert(ident)) == ("olga.smith@example.com",)
