@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests use (installed when missing and run as root).
-DEB_PACKAGES ?= gcc python3-venv python3-dev libmilter-dev openssl gpgsm gpgconf libnss3-tools
+DEB_PACKAGES ?= gcc python3-venv python3-dev libmilter-dev openssl gpgsm gpgconf libnss3-tools \
+  postfix slapd ldap-utils softhsm2 opensc postgresql knot knot-dnsutils unbound chromium prometheus
 
 .PHONY: test demo deps venv bench clean lint
 
@@ -14,6 +15,8 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
+	    echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections; \
+	    echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
 	    echo "missing Debian packages:$$missing (run make as root, or install them)" >&2; exit 1; \

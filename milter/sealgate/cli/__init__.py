@@ -32,7 +32,8 @@ def main() -> None:
 
 
 # Each sub-command lives in its own module and registers itself on ``main``.
-for _name in ("config_cmd", "check_cmd", "milter_cmd"):
+for _name in ("config_cmd", "check_cmd", "milter_cmd", "directory_cmd", "ca_cmd", "card_cmd",
+              "seal_cmd", "quarantine_cmd", "report_cmd"):
     try:
         importlib.import_module(f"{__name__}.{_name}")
     except ModuleNotFoundError as exc:  # a command module not written yet
