@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests use (installed when missing and run as root).
 DEB_PACKAGES ?= gcc python3-venv python3-dev libmilter-dev openssl gpgsm gpgconf libnss3-tools \
-  postfix slapd ldap-utils softhsm2 opensc postgresql knot knot-dnsutils unbound chromium prometheus
+  postfix slapd ldap-utils softhsm2 opensc postgresql knot knot-dnsutils unbound chromium prometheus \
+  docker-compose
 
 .PHONY: test demo deps venv bench clean lint
 
@@ -40,6 +41,11 @@ lint: venv
 
 demo: venv
 	$(PY) -m sealgate.demo demo
+
+# Throughput, latency and memory against baselines measured in the same run (issue 7);
+# Postfix runs need root. Quick run: make bench BENCH_ARGS=--quick
+bench: venv
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info .pytest_cache .hypothesis

@@ -1,13 +1,15 @@
-"""Peak RSS of a running `sealgate milter` while it takes large messages.
+"""Peak RSS of a running ``sealgate milter`` while it takes large messages.
 
-    .venv/bin/python bench/milter_memory.py [--mb 49] [--concurrent 20 --each-mb 5]
+    .venv/bin/python -m bench.milter_memory [--mb 50] [--concurrent 20 --each-mb 5]
 
-Starts `sealgate milter` on a throwaway PKI and the strict policy, reads its
-idle RSS, pushes one signed message of about --mb MB through the milter
-protocol (sealgate.milterclient, chunked as Postfix sends it), then
---concurrent messages of --each-mb MB at once, and prints the peak RSS
-(VmHWM) growth over idle for each. The body is spooled to disk and hashed as
-it streams, so the growth should not scale with the message.
+Starts ``sealgate milter`` (strict policy, ``files`` directory, unix socket),
+reads its RSS when idle (after one small message has warmed the code paths),
+pushes one ``openssl cms`` triple-wrapped message of about --mb MB through
+the milter protocol (:mod:`sealgate.milterclient`, in 64 KB chunks as Postfix
+sends them), reads the peak (VmHWM), then sends --concurrent messages of
+--each-mb MB at once on as many connections and reads the peak again. The
+body is spooled to disk and hashed as it streams, so the growth over idle
+should not scale with the message.
 """
 
 from __future__ import annotations
@@ -17,62 +19,79 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from sealgate.milterclient import MilterClient, MilterResult, split_message, wait_for_milter
 
-from gateway_helpers import write_config  # noqa: E402
+from . import inputs
 
-from sealgate import devmail as m  # noqa: E402
-from sealgate.devpki import build_pki  # noqa: E402
-from sealgate.milterclient import MilterClient, split_message, wait_for_milter  # noqa: E402
+
+@dataclass
+class MemoryResult:
+    idle_kib: int
+    big_size: int
+    big_peak_kib: int
+    concurrent: int
+    each_size: int
+    concurrent_peak_kib: int
+    outcomes: list[str]
+
+    @property
+    def big_growth_mib(self) -> float:
+        return (self.big_peak_kib - self.idle_kib) / 1024
+
+    @property
+    def concurrent_growth_mib(self) -> float:
+        return (self.concurrent_peak_kib - self.idle_kib) / 1024
 
 
 def status_kib(pid: int, field: str) -> int:
+    """A ``/proc/PID/status`` figure in KiB (VmRSS now, VmHWM the peak so far)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
-    raise RuntimeError(f"no {field} for pid {pid}")
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
-def signed_message(pki, megabytes: float) -> bytes:
-    attachment = m.binary_attachment(int(megabytes * 1e6 * 3 / 4))
-    return m.message(m.sign(attachment, pki["alice"]), "alice@example.com", ["bob@example.com"])
-
-
-def send(sock: Path, raw: bytes, results: list, qid: str) -> None:
+def send(sock: Path, raw: bytes, results: list[MilterResult], qid: str) -> None:
     headers, body = split_message(raw)
-    with MilterClient(f"unix:{sock}", timeout=300) as client:
+    with MilterClient(f"unix:{sock}", timeout=600) as client:
         client.negotiate()
-        results.append(client.send_message("alice@example.com", ["bob@example.com"], headers, body,
+        results.append(client.send_message(inputs.SENDER, list(inputs.RECIPIENTS), headers, body,
                                            queue_id=qid))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mb", type=float, default=49.0)
-    ap.add_argument("--concurrent", type=int, default=20)
-    ap.add_argument("--each-mb", type=float, default=5.0)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        pki = build_pki(root / "pki")
-        config = write_config(root / "gw", pki)
+def measure(big_mb: float, concurrent: int, each_mb: float, *, work: Path | None = None,
+            log: Callable[[str], object] = print) -> MemoryResult:
+    with tempfile.TemporaryDirectory(prefix="sealgate-bench-memory-") as tmp:
+        root = work or Path(tmp)
+        pki = inputs.pki_in(root / "pki")
+        config = inputs.write_config(root / "gw", pki)
         sock = root / "gw" / "sealgate.sock"
-        big = signed_message(pki, args.mb)
-        small = signed_message(pki, args.each_mb)
-        with (root / "milter.log").open("wb") as log:
+        log(f"memory: building a {big_mb:g} MB and a {each_mb:g} MB triple-wrapped message")
+        big = inputs.triple_wrapped(pki, int(big_mb * inputs.MB))
+        small = inputs.triple_wrapped(pki, int(each_mb * inputs.MB))
+        warm = inputs.triple_wrapped(pki, 10 * inputs.KB)
+        with (root / "milter.log").open("wb") as milter_log:
             proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config",
-                                     str(config)], stderr=log)
+                                     str(config), "--log-level", "warning"], stderr=milter_log)
         try:
-            wait_for_milter(sock, proc)
-            results: list = []
-            send(sock, small[:2000] + b"\r\n", results, "WARM")  # warm the code paths
+            try:
+                wait_for_milter(sock, proc)
+            except (RuntimeError, TimeoutError) as exc:
+                tail = (root / "milter.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{exc}; its log:\n{tail}") from None
+            results: list[MilterResult] = []
+            send(sock, warm, results, "WARM")
             idle = status_kib(proc.pid, "VmRSS")
+            log(f"memory: one {len(big) / inputs.MB:.1f} MB message")
             send(sock, big, results, "BIG")
             peak_big = status_kib(proc.pid, "VmHWM")
+            log(f"memory: {concurrent} x {len(small) / inputs.MB:.1f} MB at once")
             threads = [threading.Thread(target=send, args=(sock, small, results, f"C{i}"))
-                       for i in range(args.concurrent)]
+                       for i in range(concurrent)]
             for t in threads:
                 t.start()
             for t in threads:
@@ -81,12 +100,28 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-    print(f"idle RSS                          {idle / 1024:8.1f} MiB")
-    print(f"one {len(big) / 1e6:5.1f} MB message: peak      {peak_big / 1024:8.1f} MiB"
-          f"  (+{(peak_big - idle) / 1024:.1f} MiB over idle)")
-    print(f"{args.concurrent} x {len(small) / 1e6:4.1f} MB concurrent: peak {peak_conc / 1024:8.1f} MiB"
-          f"  (+{(peak_conc - idle) / 1024:.1f} MiB over idle)")
-    print(f"outcomes: {sorted({r.outcome for r in results})}")
+    return MemoryResult(idle, len(big), peak_big, concurrent, len(small), peak_conc,
+                        sorted(r.outcome for r in results))
+
+
+def report(result: MemoryResult) -> str:
+    return "\n".join([
+        f"idle RSS {result.idle_kib / 1024:.1f} MiB",
+        f"one {result.big_size / inputs.MB:.1f} MB message: peak {result.big_peak_kib / 1024:.1f} MiB "
+        f"(+{result.big_growth_mib:.1f} MiB over idle)",
+        f"{result.concurrent} x {result.each_size / inputs.MB:.1f} MB at once: peak "
+        f"{result.concurrent_peak_kib / 1024:.1f} MiB (+{result.concurrent_growth_mib:.1f} MiB over idle)",
+        f"outcomes: {', '.join(sorted(set(result.outcomes)))}",
+    ])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mb", type=float, default=50.0)
+    ap.add_argument("--concurrent", type=int, default=20)
+    ap.add_argument("--each-mb", type=float, default=5.0)
+    args = ap.parse_args()
+    print(report(measure(args.mb, args.concurrent, args.each_mb)))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ store in a temporary folder.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +53,7 @@ class FakeGateway:
 
     def evaluate(self, source: IO[bytes], envelope: Envelope) -> Verdict:
         self.envelope = envelope
-        self.spool_in_memory = isinstance(getattr(source, "_file", None), io.BytesIO)
+        self.spool_in_memory = not getattr(source, "rolled", True)
         self.seen = source.read()
         if self.error is not None:
             raise self.error
@@ -271,14 +270,15 @@ def test_tag_names_the_codes_in_sealgate_policy(store: Any, tracker: Any,
     assert store.count() == 0
 
 
-def test_quarantine_stores_durably_before_hold(store: RecordingStore, tracker: Any,
-                                               events: list[str]) -> None:
+def test_quarantine_stores_durably_then_discards_postfix_copy(store: RecordingStore, tracker: Any,
+                                                              events: list[str]) -> None:
     verdict = make_verdict(Action.QUARANTINE, Code.SIGNATURE_HIDDEN)
     gateway = FakeGateway(verdict)
     ctx = connect(gateway, store, tracker, events)
-    assert send(ctx) == Milter.CONTINUE
-    assert events.index("stored") < events.index("hold")
+    # Postfix gets DISCARD (250 to the client, its copy dropped) only after the store has it.
+    assert send(ctx) == Milter.DISCARD
     assert events[0] == "stored"  # before any header modification too
+    assert "hold" not in events  # no second copy in Postfix's hold queue
     (entry,) = store.list()
     with store.open_message(entry.id) as fh:
         assert fh.read() == gateway.seen
@@ -286,7 +286,7 @@ def test_quarantine_stores_durably_before_hold(store: RecordingStore, tracker: A
     assert entry.recipients == ("bob@example.com", "carol@example.com")
     assert entry.client_address == "192.0.2.7"
     assert entry.codes == ("signature-hidden",)
-    assert ctx.held is not None and entry.id in ctx.held and "signature-hidden" in ctx.held
+    assert ctx.held is None
     assert ("Sealgate-Policy", "rule=internal; action=quarantine; codes=signature-hidden", 0) \
         in ctx.added
 
@@ -464,7 +464,7 @@ def test_only_the_needed_actions_are_negotiated(store: Any, tracker: Any,
                                                 events: list[str]) -> None:
     ctx = connect(FakeGateway(make_verdict(Action.ACCEPT)), store, tracker, events)
     priv = ctx.getpriv()
-    assert priv._actions == Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE
+    assert priv._actions == Milter.ADDHDRS | Milter.CHGHDRS
     for step in (Milter.P_NOHELO, Milter.P_NODATA, Milter.P_NOUNKNOWN, Milter.P_NOEOH,
                  Milter.P_NR_HDR, Milter.P_NR_RCPT):
         assert priv._protocol & step, hex(step)

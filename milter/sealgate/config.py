@@ -60,6 +60,11 @@ class DirectoryConfig:
     certificate_attributes: tuple[str, ...]
     cache_ttl: int  # seconds
     smimea: bool
+    cache_miss_ttl: int  # seconds; an empty answer is reused this long (<= cache_ttl)
+    timeout: int  # seconds per LDAP/DNS query
+    tls_ca_file: Path | None  # ldaps:// and StartTLS: CA certificates to verify the server
+    starttls: bool
+    dns_resolver: str  # "HOST:PORT", or "" for the system resolver
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class TrustConfig:
     crls: tuple[Path | str, ...]  # str: an http(s):// or ldap(s):// URL
     crl_refresh: int  # seconds
     require_crl: bool
+    crl_distribution_points: bool  # also fetch the CRL DPs named in certificates
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,9 @@ class QuarantineConfig:
     encrypt_to: tuple[Path, ...]
     release_smtp: str  # "host:port"
     retention: int  # seconds
+    notify_sender: str = "none"  # none | internal | all: tell senders their message is held
+    notify_from: str = ""  # From: of those notices; "" = postmaster@<authserv_id>
+    compliance_address: str = ""  # where `sealgate report --digest` mails the report
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,15 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class CardConfig:
+    """Endpoint commands (seal, open, sendmail, card): which PKCS#11 token to use."""
+
+    module: str  # PKCS#11 module path; "" = --module / SEALGATE_PKCS11_MODULE
+    token_label: str  # "" = --token
+    key_label: str  # CKA_LABEL of the key pair and certificate on the card
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path  # the config file, as given
     authserv_id: str
@@ -101,6 +119,7 @@ class Config:
     quarantine: QuarantineConfig
     metrics: MetricsConfig
     policy: PolicyConfig
+    card: CardConfig = CardConfig("", "", "sealgate-smime")  # optional: endpoint commands only
     # Things that work but are probably not what the administrator meant
     # (a CRL file that does not exist yet, a key for another backend).
     warnings: tuple[ConfigError, ...] = ()
@@ -114,6 +133,12 @@ def _host_port(value: Any, base: Path, example: str = "127.0.0.1:10026") -> str:
     if not match or not 0 < int(match.group(1)) < 65536:
         raise ValueError(f"{show(value)} is not HOST:PORT (e.g. {example})")
     return value
+
+
+def _resolver(value: Any, base: Path) -> str:
+    if not as_str(value, base):
+        return ""
+    return _host_port(value, base, example="127.0.0.1:53, or \"\" for the system resolver")
 
 
 def _listen(value: Any, base: Path) -> str:
@@ -173,6 +198,13 @@ def _ldap_url(value: Any, base: Path) -> str | None:
         return text
     raise ValueError(f"{show(value)} is not an LDAP URL "
                      "(use ldap://HOST:389, ldaps://HOST:636 or dns-srv:DOMAIN)")
+
+
+def _optional_address(value: Any, base: Path) -> str:
+    text = as_str(value, base).strip()
+    if text and not re.fullmatch(r"[^@\s<>]+@[A-Za-z0-9.-]+", text):
+        raise ValueError(f"{show(value)} is not a mail address (write \"compliance@example.com\")")
+    return text
 
 
 def _postgresql_url(value: Any, base: Path) -> str | None:
@@ -237,6 +269,18 @@ SCHEMA: dict[str | None, tuple[Key, ...]] = {
         Key("smimea", False, as_bool,
             "also look up external addresses in DNS SMIMEA (RFC 8162), "
             "DNSSEC-validated answers only"),
+        Key("cache_miss_ttl", "1m", as_duration,
+            "how long \"no certificate for this address\" is reused (at most cache_ttl)"),
+        Key("timeout", "5s", as_duration,
+            "per LDAP/DNS query and CRL fetch; a slower directory is directory-unavailable (tempfail)"),
+        Key("tls_ca_file", "", as_optional_path,
+            "ldap: PEM CA certificates that verify the server for ldaps:// and StartTLS",
+            commented=True),
+        Key("starttls", False, as_bool, "ldap: upgrade ldap:// connections with StartTLS",
+            commented=True),
+        Key("dns_resolver", "", _resolver,
+            "resolver for dns-srv: and SMIMEA as HOST:PORT; empty: the system resolver",
+            commented=True),
     ),
     "trust": (
         Key("anchors", ["pki/ca.pem"], list_of(as_path),
@@ -246,12 +290,15 @@ SCHEMA: dict[str | None, tuple[Key, ...]] = {
         Key("crl_refresh", "10m", as_duration, "how often CRL sources are re-read"),
         Key("require_crl", True, as_bool,
             "false: an issuer with no configured CRL source is not revocation-checked"),
+        Key("crl_distribution_points", False, as_bool,
+            "also fetch the http(s)/ldap CRL distribution points named in certificates"),
     ),
     "quarantine": (
         Key("backend", "sqlite", one_of("sqlite", "postgresql"),
             "\"sqlite\" (embedded default) or \"postgresql\""),
         Key("path", "quarantine", as_path, "sqlite: folder for the index and the message files"),
-        Key("url", None, _postgresql_url, "postgresql: shared index for several gateways",
+        Key("url", None, _postgresql_url,
+            "postgresql: shared store (index and message bytes) for several gateways",
             commented=True, example="postgresql://sealgate@db.example.com/sealgate"),
         Key("encrypt_to", [], list_of(as_path),
             "PEM certificates of compliance reviewers; non-empty: stored messages "
@@ -259,6 +306,13 @@ SCHEMA: dict[str | None, tuple[Key, ...]] = {
         Key("release_smtp", "127.0.0.1:10026", _host_port,
             "where released messages are re-injected (a Postfix smtpd without milters)"),
         Key("retention", "90d", as_duration, "how long quarantined messages are kept"),
+        Key("notify_sender", "none", one_of("none", "internal", "all"),
+            "tell the sender a message is held (no content of it): \"none\", \"internal\" "
+            "senders only, or \"all\""),
+        Key("notify_from", "", _optional_address,
+            "From: address of those notices; empty: postmaster@<authserv_id>"),
+        Key("compliance_address", "", _optional_address,
+            "where `sealgate report --digest` mails the report; empty: --to is required"),
     ),
     "metrics": (
         Key("listen", "127.0.0.1:9489", _listen, "Prometheus /metrics; empty string disables"),
@@ -266,11 +320,20 @@ SCHEMA: dict[str | None, tuple[Key, ...]] = {
     "policy": (
         Key("file", "policies/strict.toml", as_path, "the policy (see policies/*.toml)"),
     ),
+    "card": (
+        Key("module", "", as_str,
+            "endpoint: PKCS#11 module (OpenSC: /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so)",
+            commented=True, example="/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"),
+        Key("token_label", "", as_str, "endpoint: label of the user's card", commented=True),
+        Key("key_label", "sealgate-smime", as_nonempty_str,
+            "endpoint: label of the key pair and certificate on the card", commented=True),
+    ),
 }
 
 _SECTION_TYPES: dict[str, type] = {
     "milter": MilterConfig, "directory": DirectoryConfig, "trust": TrustConfig,
     "quarantine": QuarantineConfig, "metrics": MetricsConfig, "policy": PolicyConfig,
+    "card": CardConfig,
 }
 
 
@@ -317,8 +380,12 @@ def _check_files(reader: Reader, v: dict[str, dict[str, Any]]) -> None:
         if d["bind_password_file"] is not None and not d["bind_password_file"].is_file():
             reader.error("directory.bind_password_file",
                          f"file {d['bind_password_file']} does not exist")
+        if d["tls_ca_file"] is not None and not d["tls_ca_file"].is_file():
+            reader.error("directory.tls_ca_file", f"file {d['tls_ca_file']} does not exist")
+        if d["starttls"] and (d["url"] or "").lower().startswith("ldaps://"):
+            reader.error("directory.starttls", "ldaps:// is TLS already; StartTLS is for ldap://")
     elif d["backend"] == "files":
-        for key in ("url", "base_dn", "bind_dn", "bind_password_file"):
+        for key in ("url", "base_dn", "bind_dn", "bind_password_file", "tls_ca_file"):
             if d[key]:
                 reader.warn(f"directory.{key}", "ignored with backend \"files\"")
     if t["anchors"] is not None:

@@ -154,6 +154,8 @@ def run(folder: Path) -> int:
     print(f"\nmessages: {folder}/messages/NN.eml   milter log: {folder}/milter.log   "
           f"quarantine: {folder}/quarantine")
     print(f"try: .venv/bin/sealgate check --config {config} --json {folder}/messages/05.eml")
+    print(f"     .venv/bin/sealgate quarantine list --config {config}")
+    print(f"     .venv/bin/sealgate report --config {config} --format html -o {folder}/report.html")
     return 0
 
 

@@ -29,6 +29,7 @@ from .policy import Policy, decide, direction_of, load_policy
 from .smime.limits import Limits
 from .smime.structure import inspect
 from .trust import TrustStore
+from .trust.sources import CrlLoader
 
 UTC = dt.UTC
 log = logging.getLogger(__name__)
@@ -90,30 +91,68 @@ class Gateway:
     trust: TrustStore
     directory: Directory
     limits: Limits
-    # CRL files are re-read every trust.crl_refresh (a CA publishes a new one
-    # when a card is lost, and before the old one's nextUpdate).
+    # CRL sources are re-read every trust.crl_refresh, and ahead of the earliest
+    # nextUpdate (a CA publishes a new CRL when a card is lost, and before the
+    # old one's nextUpdate). The loader keeps each source's last good CRLs.
+    crl_loader: CrlLoader | None = field(default=None, repr=False, compare=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    wall_clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), repr=False,
+                                                  compare=False)
     _refreshed: float = field(default=-1.0, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
                                   compare=False)
 
+    def _refresh_due(self) -> bool:
+        elapsed = self.clock() - self._refreshed
+        refresh = self.config.trust.crl_refresh
+        if elapsed >= refresh:
+            return True
+        # Ahead of nextUpdate: from min(refresh/2, 5 min) before the earliest one
+        # (and after it, while the CA has not published), and while a source has
+        # no usable CRL at all, retried every min(refresh, 30 s) -- not per message.
+        if elapsed < min(refresh, 30):
+            return False
+        if self.crl_loader is not None and self.crl_loader.pending:
+            return True  # a source with no usable CRL yet (down at start): retry soon
+        next_updates = [n for n in self.trust.crl_next_updates().values() if n is not None]
+        if not next_updates:
+            return False
+        ahead = dt.timedelta(seconds=min(refresh / 2, 300))
+        return self.wall_clock() >= min(next_updates) - ahead
+
+    def refresh_crls(self) -> None:
+        """Re-read every CRL source now (the caller holds no lock)."""
+        with self._lock:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        self._refreshed = self.clock()
+        try:
+            if self.crl_loader is not None:
+                entries, pending = self.crl_loader.load()
+                self.trust = self.trust.with_entries(entries, pending)
+            else:
+                self.trust = self.trust.with_crls(list(self.config.trust.crls),
+                                                  config_file=str(self.config.source))
+            log.info("event=crl-refresh sources=%d", len(self.config.trust.crls))
+        except SealgateError as exc:
+            # Keep what was loaded: a CRL past its nextUpdate turns into
+            # crl-unavailable (tempfail) by itself, never into an accept.
+            log.error("event=crl-refresh-failed error=%r: keeping the CRLs loaded", str(exc))
+
     def current_trust(self) -> TrustStore:
-        """The trust store, its CRLs re-read when ``trust.crl_refresh`` has passed."""
+        """The trust store, its CRLs re-read when due (see :meth:`_refresh_due`)."""
         if self._refreshed < 0:
             self._refreshed = self.clock()
-        if self.clock() - self._refreshed < self.config.trust.crl_refresh:
+        if not self._refresh_due():
             return self.trust
-        with self._lock:
-            if self.clock() - self._refreshed >= self.config.trust.crl_refresh:
-                self._refreshed = self.clock()
-                try:
-                    self.trust = self.trust.with_crls(list(self.config.trust.crls),
-                                                      config_file=str(self.config.source))
-                    log.info("event=crl-refresh sources=%d", len(self.config.trust.crls))
-                except SealgateError as exc:
-                    # Keep what was loaded: a CRL past its nextUpdate turns into
-                    # crl-unavailable (tempfail) by itself, never into an accept.
-                    log.error("event=crl-refresh-failed error=%r: keeping the CRLs loaded", str(exc))
+        # One thread refreshes; the others go on with the CRLs loaded so far.
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._refresh_due():
+                    self._refresh_locked()
+            finally:
+                self._lock.release()
         return self.trust
 
     def evaluate(self, source: IO[bytes], envelope: Envelope | None = None,
@@ -132,6 +171,14 @@ class Gateway:
         direction = direction_of(env, internal)
         facts = gather(inspection, env, direction, internal, self.current_trust(), self.directory,
                        at or now, now)
+        if self.crl_loader is not None and self.config.trust.crl_distribution_points:
+            # [trust] crl_distribution_points: a signer's CRL DP not seen before is
+            # fetched now, and the message judged again with it.
+            certs = [s.certificate for s in facts.signers if s.certificate is not None]
+            if self.crl_loader.learn(certs):
+                self.refresh_crls()
+                facts = gather(inspection, env, direction, internal, self.trust, self.directory,
+                               at or now, now)
         verdict = decide(facts, self.policy, env)
         return replace(verdict, auth_result=auth_result(facts, verdict.violations))
 
@@ -148,18 +195,36 @@ class Gateway:
 
 
 def build_directory(config: Config) -> Directory:
+    """The configured backend; with ``smimea = true``, external addresses go to DNS."""
     backend = config.directory.backend
+    directory: Directory
     if backend == "files":
-        return FilesDirectory(Path(config.directory.path))
-    raise ConfigError(str(config.source), "directory.backend",
-                      f"backend {backend!r} is not available in this version (use \"files\")")
+        directory = FilesDirectory(Path(config.directory.path))
+    elif backend == "ldap":
+        from .directory.ldap import LdapDirectory  # connects lazily, at the first lookup
+
+        try:
+            directory = LdapDirectory.from_config(config)
+        except SealgateError as exc:  # the bind password file cannot be read
+            raise ConfigError(str(config.source), "directory.bind_password_file", str(exc)) from None
+    else:
+        raise ConfigError(str(config.source), "directory.backend",
+                          f"backend {backend!r} is not available (use \"files\" or \"ldap\")")
+    if config.directory.smimea:
+        from .directory.smimea import SmimeaDirectory
+
+        directory = SmimeaDirectory.from_config(config, directory)
+    return directory
 
 
 def load_gateway(config_path: Path | str) -> Gateway:
     """Load config, policy, trust anchors, CRLs and directory; raises ConfigError(s)."""
     config = load_config(Path(config_path))
     policy = load_policy(Path(config.policy.file))
-    trust = TrustStore.load([Path(p) for p in config.trust.anchors], list(config.trust.crls),
+    trust = TrustStore.load([Path(p) for p in config.trust.anchors], [],
                             require_crl=config.trust.require_crl)
+    loader = CrlLoader(config.trust.crls, trust.anchors, timeout=config.directory.timeout,
+                       config_file=str(config.source), tls_ca_file=config.directory.tls_ca_file)
+    trust = trust.with_entries(*loader.load(strict=True))
     limits = Limits(max_size=config.milter.max_message_size)
-    return Gateway(config, policy, trust, build_directory(config), limits)
+    return Gateway(config, policy, trust, build_directory(config), limits, crl_loader=loader)

@@ -173,7 +173,13 @@ def _ski(cert: x509.Certificate) -> bytes | None:
 
 def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains: tuple[str, ...],
                      trust: TrustStore, directory: Directory, now: dt.datetime,
-                     out: _Collector) -> list[RecipientReport]:
+                     out: _Collector, extra_certs: tuple[x509.Certificate, ...] = ()
+                     ) -> list[RecipientReport]:
+    """Who the content key is wrapped for, against each internal recipient's certificates.
+
+    ``extra_certs`` (the certificates the message's signatures carry) may hold the
+    intermediate CAs between a recipient's published certificate and the anchors.
+    """
     by_serial: dict[tuple[str, int], x509.Name] = {}
     by_ski: set[bytes] = set()
     for kind, key, issuer in _recipient_ids(layer):
@@ -224,7 +230,7 @@ def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains
             addressed = cert_key(cert) in by_serial or (_ski(cert) or b"") in by_ski
             if not addressed or cert_key(cert) in revoked_keys:
                 continue
-            problems = trust.validate_recipient(cert, now)
+            problems = trust.validate_recipient(cert, now, extra_certs)
             transient = [p for p in problems if p.code in TRANSIENT_CODES]
             out.extend(transient)
             if not problems:
@@ -262,13 +268,21 @@ def gather(inspection: Inspection, envelope: Envelope, direction: Direction,
                     "verified at the gateway")
 
     notes: list[str] = []
+    # A backend that cannot search by key identifier (LDAP) reads the people the
+    # message names first, so a signer or recipient identified only by its key
+    # identifier is found among their certificates.
+    prefetch = getattr(directory, "prefetch", None)
+    if prefetch is not None and (signed_layers or encrypted is not None):
+        prefetch([a for a in (envelope.from_header, *envelope.recipients)
+                  if a and is_internal(a, internal_domains)])
     signers = judge_signers(signed_layers, trust, directory, at, now, out, notes)
     _judge_sender(signers, envelope, internal_domains, directory, out)
 
     if encrypted is not None:
         try:
+            carried = tuple(c for layer in signed_layers for c in layer.certificates)
             recipients = judge_recipients(encrypted, envelope, internal_domains, trust, directory,
-                                          now, out)
+                                          now, out, carried)
         except DirectoryUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - bad input is normal input (SPEC §10)
@@ -300,7 +314,10 @@ def _judge_sender(signers: list[SignerReport], envelope: Envelope,
         out.add(Code.SIGNER_NOT_SENDER,
                 f"From: {sender or '(none)'} is not named by any verified signer ({names})")
         return
-    if not is_internal(sender, internal_domains):
+    # External senders are judged only by a directory that answers for them
+    # (SMIMEA, RFC 8162: sealgate.directory.smimea).
+    if not is_internal(sender, internal_domains) and not getattr(directory, "external_lookups",
+                                                                   False):
         return
     try:
         published = {fingerprint(c) for c in directory.certificates_for(sender)}

@@ -13,9 +13,9 @@ from __future__ import annotations
 import email.utils
 import functools
 import logging
+import os
 import re
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,18 +24,23 @@ from typing import IO, Any, Protocol, TypeVar, cast
 
 import Milter
 
-from . import headers
+from . import headers, notify
 from .codes import Action
 from .errors import SealgateError
+from .logging_setup import kv as _kv
+from .logging_setup import render_fields
+from .metrics import Metrics, MetricsServer, gateway_health
 from .model import Envelope, Verdict
-from .quarantine import QuarantineStore, open_store
+from .quarantine import HELD, Decision, QuarantineStore, open_store
+from .quarantine.decisions import BufferedDecisions, DecisionWriter
+from .spool import sealed_spool
 
 log = logging.getLogger("sealgate.milter")
 
 # Bodies up to this size stay in memory; beyond, the spool is a temporary file.
 SPOOL_MEMORY = 1024 * 1024
 # The actions sealgate may take on a message (negotiated with the MTA).
-ACTIONS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE
+ACTIONS = Milter.ADDHDRS | Milter.CHGHDRS  # quarantine = our store + DISCARD (no flag needed)
 # A From: value longer than this is not kept for the envelope (still spooled).
 MAX_FROM_HEADER = 8192
 
@@ -96,6 +101,27 @@ class Tracker:
             return self._cond.wait_for(lambda: self._active == 0, timeout)
 
 
+class Live:
+    """The gateway in use and its settings, swapped whole by a reload (SIGHUP).
+
+    Each message takes one snapshot at MAIL FROM and keeps it to the end: a
+    message in flight during a reload is judged entirely by the old
+    configuration, every message begun after it by the new one.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.current: tuple[Gateway, Settings] = (gateway, Settings.from_config(gateway.config))
+        self.generation = 0
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.current[0]
+
+    def swap(self, gateway: Gateway) -> None:
+        self.current = (gateway, Settings.from_config(gateway.config))  # one atomic store
+        self.generation += 1
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -135,14 +161,6 @@ def _bracketless(address: str) -> str:
     return address
 
 
-def _kv(value: object) -> str:
-    """A log value: bare when safe, else quoted (logs are key=value, STYLE §9)."""
-    text = "-" if value is None or value == "" else str(value)
-    if re.search(r'[\s"=\\]', text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
-
-
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 
 
@@ -150,15 +168,18 @@ class SealgateMilter(Milter.Base):
     """One SMTP connection; one message at a time."""
 
     def __init__(self, gateway: Gateway, store: QuarantineStore, tracker: Tracker,
-                 settings: Settings) -> None:
+                 settings: Settings, *, live: Live | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.gateway = gateway
         self.store = store
         self.tracker = tracker
         self.settings = settings
+        self.live = live
+        self.metrics = metrics
         self.client_address = ""
         self.queue_id = ""
         self.failed = False
-        self.spool: tempfile.SpooledTemporaryFile[bytes] | None = None
+        self.spool: IO[bytes] | None = None
         self._in_flight = False
         self._reset_message()
 
@@ -195,10 +216,9 @@ class SealgateMilter(Milter.Base):
             self._in_flight = False
             self.tracker.end()
 
-    def _spool(self) -> tempfile.SpooledTemporaryFile[bytes]:
-        if self.spool is None:
-            self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY,
-                                                       prefix="sealgate-")
+    def _spool(self) -> IO[bytes]:
+        if self.spool is None:  # in memory, then encrypted on disk (sealgate.spool)
+            self.spool = sealed_spool(SPOOL_MEMORY)
         return self.spool
 
     def _write(self, data: bytes) -> None:
@@ -234,6 +254,8 @@ class SealgateMilter(Milter.Base):
         if not self.tracker.begin():
             return self._tempfail_reply("sealgate is shutting down")
         self._in_flight = True
+        if self.live is not None:  # this message's configuration, kept to its end
+            self.gateway, self.settings = self.live.current
         self.sender = _bracketless(sender)
         return Milter.CONTINUE
 
@@ -344,6 +366,9 @@ class SealgateMilter(Milter.Base):
                           _kv(self.queue_id), exc)
                 self._log_line(verdict, "tempfail", "store-failed")
                 return self._tempfail_reply("sealgate could not quarantine this message")
+            # Background and content-free (sealgate.notify); off unless configured.
+            notify.notify_held(self.gateway.config, stored, self._envelope(), verdict,
+                               on_error=lambda: self._count_error("notify"))
 
         # RFC 8601 §5: remove fields claiming our authserv-id; last first, so
         # that removing one never shifts the index of another.
@@ -353,56 +378,166 @@ class SealgateMilter(Milter.Base):
         self.addheader(headers.SEALGATE_POLICY, headers.sealgate_policy(verdict), 0)
         self.addheader(headers.AUTHENTICATION_RESULTS,
                        headers.authentication_results(self.settings.authserv_id, verdict), 0)
-        if action == Action.QUARANTINE:
-            # Postfix keeps no reason with HOLD: the store and the log have it.
-            self.quarantine(f"sealgate quarantine id {stored}: rule={verdict.rule or 'none'} "
-                            f"codes={','.join(verdict.codes) or 'none'}")
         self._log_line(verdict, str(action), quarantine_id=stored)
+        if action == Action.QUARANTINE:
+            # The store now holds the only copy: Postfix answers 250 and drops its
+            # own (DISCARD), so no second, clear copy waits in Postfix's hold queue
+            # (with encrypt_to, the store's copy is encrypted), and a release from
+            # the store -- on any gateway sharing it -- is the one way out. The
+            # headers above still show the verdict to a milter client (tests, demo).
+            return Milter.DISCARD
         return Milter.CONTINUE
 
     def _log_line(self, verdict: Verdict | None, action: str, error: str = "",
                   quarantine_id: str = "") -> None:
-        ms = int((time.monotonic() - self._started) * 1000)
-        fields = [
-            ("queue_id", self.queue_id), ("sender", self.sender),
-            ("rcpts", len(self.recipients)),
-            ("rule", verdict.rule if verdict else None), ("action", action),
-            ("codes", ",".join(verdict.codes) if verdict else None),
-            ("structure", verdict.structure if verdict else None),
-            ("size", self.size), ("ms", ms),
-        ]
+        seconds = time.monotonic() - self._started
+        codes = tuple(str(c) for c in verdict.codes) if verdict else ()
+        fields: dict[str, Any] = {
+            "queue_id": self.queue_id or None, "sender": self.sender,
+            "rcpts": len(self.recipients),
+            "direction": str(verdict.direction) if verdict else None,
+            "rule": verdict.rule if verdict else None, "action": action,
+            "codes": codes,
+            "structure": verdict.structure if verdict else None,
+            "size": self.size, "ms": int(seconds * 1000),
+        }
         if quarantine_id:
-            fields.append(("quarantine_id", quarantine_id))
+            fields["quarantine_id"] = quarantine_id
         if error:
-            fields.append(("error", error))
-        log.info("message %s", " ".join(f"{k}={_kv(v)}" for k, v in fields))
+            fields["error"] = error
+        # One line per message (STYLE §9): envelope facts and the verdict only, never content.
+        log.info("message %s", render_fields(fields), extra={"fields": fields})
+        if self.metrics is not None:
+            self.metrics.message(str(verdict.direction) if verdict else "unknown", action, codes,
+                                 seconds, error)
+        if verdict is not None:  # every verdict, for `sealgate report`
+            self._record_decision(verdict, action, quarantine_id)
+
+    def _record_decision(self, verdict: Verdict, action: str, quarantine_id: str) -> None:
+        """A report line, never a reason to fail the message: errors are logged and counted."""
+        try:
+            self.store.record_decision(Decision.of(verdict, self._envelope(), action=action,
+                                                   quarantine_id=quarantine_id or None))
+        except Exception as exc:  # any failure: the message's fate is already decided
+            log.warning("event=decision-not-recorded queue_id=%s error=%s",
+                        _kv(self.queue_id), _kv(str(exc)))
+            self._count_error("decision-record")
+
+    def _count_error(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.error(kind)
 
 
 # ---------------------------------------------------------------- running
 
 
-def install(gateway: Gateway, store: QuarantineStore, tracker: Tracker) -> None:
+def install(gateway: Gateway, store: QuarantineStore, tracker: Tracker, *,
+            live: Live | None = None, metrics: Metrics | None = None) -> None:
     """Point pymilter's connection factory at sealgate."""
     settings = Settings.from_config(gateway.config)
-    Milter.factory = lambda: SealgateMilter(gateway, store, tracker, settings)
+    Milter.factory = lambda: SealgateMilter(gateway, store, tracker, settings, live=live,
+                                            metrics=metrics)
     Milter.set_flags(ACTIONS)
+
+
+def instrument(gateway: Gateway, metrics: Metrics) -> Gateway:
+    """Time the gateway's directory lookups for the metrics (no change to the answers)."""
+    from .metrics import TimedDirectory
+
+    directory = getattr(gateway, "directory", None)
+    if directory is not None and not isinstance(directory, TimedDirectory):
+        gateway.directory = TimedDirectory(directory, metrics)  # type: ignore[attr-defined]
+    return gateway
+
+
+# Settings a reload cannot change in a running process (they are bound at start).
+RESTART_ONLY = (("milter.socket", lambda c: c.milter.socket),
+                ("milter.timeout", lambda c: c.milter.timeout),
+                ("quarantine", lambda c: c.quarantine),
+                ("metrics.listen", lambda c: c.metrics.listen))
+
+
+def reload_gateway(live: Live, load: Callable[[], Gateway],
+                   metrics: Metrics | None = None) -> bool:
+    """SIGHUP: load config, policy, anchors, CRLs and directory anew and swap them in.
+
+    A configuration that does not load is refused: the running one stays, and
+    the error (file and key) is logged. Connections stay open; messages in
+    flight finish with the configuration they started with.
+    """
+    try:
+        new = load()
+    except Exception as exc:  # any failure keeps the old gateway: never stop serving
+        log.error("event=reload-refused error=%s: keeping the configuration loaded",
+                  _kv(str(exc)))
+        if metrics is not None:
+            metrics.error("reload")
+        return False
+    if metrics is not None:
+        instrument(new, metrics)
+    old_config = live.gateway.config
+    for key, value_of in RESTART_ONLY:
+        try:
+            changed = value_of(old_config) != value_of(new.config)
+        except AttributeError:  # a stand-in gateway without that section
+            changed = False
+        if changed:
+            log.warning("event=reload-partial key=%s: changed, but only a restart applies it", key)
+    live.swap(new)
+    log.info("event=reload generation=%d config=%s", live.generation,
+             _kv(str(getattr(new.config, "source", "-"))))
+    return True
+
+
+def _share_socket(socket: str, deadline: float) -> bool:
+    """Let group ``postfix`` connect to our unix socket (mode 0660); True once done.
+
+    libmilter creates the socket with the process umask; Postfix's smtpd runs
+    as ``postfix`` and needs write permission on it (the socket folder's group
+    is ``postfix``, setgid, so the socket's group is too).
+    """
+    kind, _, path = socket.partition(":")
+    if kind not in ("unix", "local"):
+        return True
+    try:
+        os.chmod(path, 0o660)
+        return True
+    except FileNotFoundError:
+        return time.monotonic() > deadline  # the listener has not bound yet
+    except OSError as exc:
+        log.warning("cannot chmod the milter socket %s: %s", path, exc)
+        return True
 
 
 def run(gateway: Gateway, socket: str, timeout: float, *,
         store: QuarantineStore | None = None, drain_timeout: float | None = None,
-        handle_signals: bool = True) -> None:
-    """Serve the milter on ``socket`` until SIGTERM/SIGINT/SIGHUP, then drain and return.
+        handle_signals: bool = True, metrics: Metrics | None = None, metrics_listen: str = "",
+        reload: Callable[[], Gateway] | None = None) -> None:
+    """Serve the milter on ``socket`` until SIGTERM/SIGINT, then drain and return.
 
     libmilter's listener runs in a thread; this (main) thread waits for a
     signal, then calls ``milter.stop()``: the listening socket closes, no new
     connection is accepted, messages already started finish (new ones on open
     connections get 451), and ``run`` returns once none is in flight or after
     ``drain_timeout`` (default: ``timeout``) seconds.
+
+    SIGHUP calls ``reload`` (a new gateway from the config file) and swaps it
+    in (:func:`reload_gateway`); without ``reload``, SIGHUP is logged and ignored.
+    ``metrics_listen`` ("HOST:PORT") serves ``/metrics`` and ``/healthz``.
     """
+    metrics = metrics if metrics is not None else Metrics()
     store = store if store is not None else open_store(gateway.config.quarantine)
+    # Report lines leave the message path: queued, committed in batches (a SIGTERM
+    # drain flushes them when the store is closed below).
+    store = cast(QuarantineStore, BufferedDecisions(
+        store, DecisionWriter(store, on_error=lambda: metrics.error("decision-record"))))
+    instrument(gateway, metrics)
+    live = Live(gateway)
     tracker = Tracker()
-    install(gateway, store, tracker)
+    install(gateway, store, tracker, live=live, metrics=metrics)
     stop = threading.Event()
+    wake = threading.Event()
+    hups: list[int] = []
     failure: list[BaseException] = []
 
     def listen() -> None:
@@ -412,21 +547,56 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
             failure.append(exc)
         finally:
             stop.set()
+            wake.set()
+
+    def on_stop(signum: int, frame: Any) -> None:
+        stop.set()
+        wake.set()
+
+    def on_hup(signum: int, frame: Any) -> None:
+        hups.append(signum)  # the reload runs in the main loop, not in the handler
+        wake.set()
+
+    server: MetricsServer | None = None
+    if metrics_listen:
+        count = getattr(store, "count", None)
+        if callable(count):
+            metrics.watch_quarantine(lambda: int(count(HELD)))
+
+        def before_scrape() -> None:
+            metrics.set_crl_next_updates(live.gateway.current_trust().crl_next_updates()
+                                         if hasattr(live.gateway, "current_trust") else {})
+
+        try:
+            server = MetricsServer(metrics_listen, metrics, lambda: gateway_health(live.gateway),
+                                   before_scrape).start()
+        except OSError as exc:
+            store.close()
+            raise SealgateError(f"cannot serve metrics on {metrics_listen} ([metrics] listen): "
+                                f"{exc.strerror or exc}") from exc
+        log.info("metrics on http://%s/metrics and /healthz", metrics_listen)
 
     previous: dict[int, Any] = {}
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda signum, frame: stop.set())
-        # A reload must never stop the gateway: until configuration reload is
-        # built, SIGHUP is reported and changes nothing.
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: log.warning(
-            "SIGHUP: reloading the configuration is not supported yet; restart to apply changes"))
+            previous[signum] = signal.signal(signum, on_stop)
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
     listener = threading.Thread(target=listen, name="milter-listener", daemon=True)
     try:
         listener.start()
         log.info("sealgate milter listening on %s", socket)
-        while not stop.wait(0.5):
-            pass
+        shared = _share_socket(socket, time.monotonic() + 10)
+        while not stop.is_set():
+            wake.wait(0.05 if not shared else 0.5)
+            wake.clear()
+            if not shared:
+                shared = _share_socket(socket, time.monotonic() + 10)
+            while hups and not stop.is_set():
+                hups.clear()
+                if reload is None:
+                    log.warning("SIGHUP: no configuration file to reload from; ignored")
+                else:
+                    reload_gateway(live, reload, metrics)
         tracker.stop()
         if listener.is_alive():
             # smfi_stop waits for the listener's mutex, held until its poll
@@ -446,4 +616,6 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        if server is not None:
+            server.stop()
         store.close()

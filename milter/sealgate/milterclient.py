@@ -52,10 +52,16 @@ class MilterResult:
 
     @property
     def outcome(self) -> str:
-        """Postfix's view: delivered, held, rejected or deferred."""
+        """Postfix's view: delivered, held, rejected or deferred.
+
+        sealgate answers DISCARD only once its quarantine store holds the
+        message (Postfix says 250 and drops its copy): that is "held".
+        """
         if self.disposition == "reply" and self.reply:
             return "rejected" if self.reply.startswith("5") else "deferred"
-        if self.disposition in ("reject", "discard"):
+        if self.disposition == "discard":
+            return "held"
+        if self.disposition == "reject":
             return "rejected"
         if self.disposition == "tempfail":
             return "deferred"

@@ -7,9 +7,17 @@ configuration error.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
+
+from ..errors import SealgateError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_CONFIG = "/etc/sealgate/sealgate.toml"
 
@@ -23,6 +31,36 @@ config_option = click.option(
     envvar="SEALGATE_CONFIG", type=click.Path(dir_okay=False),
     help="Configuration file (TOML).",
 )
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """One line on stderr, then exit with ``code``."""
+    click.echo(f"sealgate: {message}", err=True)
+    sys.exit(code)
+
+
+def exit_on_errors(*special: tuple[type[BaseException] | tuple[type[BaseException], ...], int]
+                   ) -> Callable[[F], F]:
+    """A command decorator: expected failures become one line on stderr and an exit code.
+
+    ``special`` maps exception types to their own exit codes (checked first); any
+    other SealgateError (config, card, PIN, store ...) and OSError exit 2.
+    """
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except SealgateError as exc:
+                for kinds, code in special:
+                    if isinstance(exc, kinds):
+                        fail(str(exc), code)
+                fail(str(exc))
+            except OSError as exc:
+                where = f" {exc.filename}" if exc.filename else ""
+                fail(f"cannot access{where}: {exc.strerror or exc}")
+        return wrapper  # type: ignore[return-value]
+    return decorate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -14,6 +13,7 @@ import click
 from ..codes import Action
 from ..errors import SealgateError
 from ..model import Verdict
+from ..spool import sealed_spool
 from . import EXIT_ACCEPT, EXIT_FLAGGED, EXIT_TEMPFAIL, EXIT_USAGE, config_option, main
 
 EXIT_FOR_ACTION = {
@@ -94,7 +94,7 @@ def check(config_path: str, sender: str | None, recipients: tuple[str, ...], at:
 def _open_message(name: str):
     if name != "-":
         return open(name, "rb")  # noqa: SIM115 - closed by the caller's with
-    spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)
+    spool = sealed_spool(1 << 20)
     shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
     spool.seek(0)
     return spool

@@ -8,11 +8,13 @@ algorithm is known there is nothing more the gateway can see.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from asn1crypto import algos, cms, x509
 
+from ..certs import encoded, shared_certificate
 from .ber import CONTEXT, INTEGER, OCTET_STRING, OID, SEQUENCE, SET, UNIVERSAL, BerReader, Tlv
 from .limits import Malformed
 
@@ -45,6 +47,26 @@ def _load(spec, raw: bytes, what: str, r: BerReader, offset: int):  # noqa: ANN0
     return value
 
 
+def _certificates(raw: bytes, r: BerReader, offset: int) -> list[x509.Certificate]:
+    """The X.509 certificates of a CertificateSet, parsed once per encoding (``shared_certificate``).
+
+    The other CertificateChoices (attribute certificates, RFC 5652 §10.2.2)
+    are parsed for structure, as :func:`_load` does, and left out.
+    """
+    try:
+        found = []
+        for choice in cms.CertificateSet.load(raw, strict=True):
+            if choice.name == "certificate":
+                found.append(shared_certificate(encoded(choice.chosen)))
+            else:
+                parse = getattr(choice.chosen, "_parse_children", None)
+                if parse is not None:
+                    parse(recurse=True)
+        return found
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises assorted types on bad input
+        raise Malformed(f"{r.what}: bad certificates at byte {offset} ({exc})") from None
+
+
 def _as_set(raw: bytes) -> bytes:
     # [0]/[1] IMPLICIT SET OF: the identifier is one byte, swap it for the universal SET tag
     return b"\x31" + raw[1:]
@@ -54,9 +76,16 @@ def read_oid(r: BerReader, what: str) -> str:
     tlv = r.expect(UNIVERSAL, OID, what, constructed=False)
     raw = r.raw(tlv, 256)
     try:
-        return str(cms.ContentType.load(raw, strict=True).native)
+        return _oid_name(raw)
     except (ValueError, TypeError) as exc:
         raise Malformed(f"{r.what}: bad {what} at byte {tlv.offset} ({exc})") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _oid_name(raw: bytes) -> str:
+    # A handful of content types recur in every message; asn1crypto's OID
+    # decoding and name lookup cost 25 µs each time (errors are not cached).
+    return str(cms.ContentType.load(raw, strict=True).native)
 
 
 def read_content_info(r: BerReader) -> tuple[str, Tlv, Tlv]:
@@ -115,8 +144,7 @@ def read_signed_data(r: BerReader, limit: int,
     tag = r.peek_tag()
     if tag == (CONTEXT, 0):
         tlv = r.header()
-        certs = _load(cms.CertificateSet, _as_set(r.raw(tlv, limit)), "certificates", r, tlv.offset)
-        certificates = [c.chosen for c in certs if c.name == "certificate"]
+        certificates = _certificates(_as_set(r.raw(tlv, limit)), r, tlv.offset)
         tag = r.peek_tag()
     if tag == (CONTEXT, 1):
         r.skip(r.header())  # CRLs: the trust store brings its own

@@ -121,6 +121,10 @@ class HeaderBlock:
         return values[0] if values else None
 
 
+# RFC 5322 §3.6.8: a field name is printable US-ASCII (33-126) except colon.
+_FIELD_NAME_BYTES = bytes(range(33, 127))
+
+
 def read_header_block(cur: Cursor, pos: int, limits: Limits, where: str) -> HeaderBlock:
     """Read and unfold the header fields at ``pos``, up to the blank line (RFC 5322 §2.2)."""
     first = cur.get(pos, 2)
@@ -159,7 +163,7 @@ def read_header_block(cur: Cursor, pos: int, limits: Limits, where: str) -> Head
             continue
         raw_name, colon, value = line.partition(b":")
         raw_name = raw_name.rstrip(b" \t")
-        if not colon or not raw_name or any(c <= 32 or c > 126 for c in raw_name):
+        if not colon or not raw_name or raw_name.translate(None, _FIELD_NAME_BYTES):
             problems.append(f"part {where}: header line without a field name at byte {here}")
             continue
         fields.append((raw_name.decode("ascii"), value))
@@ -361,6 +365,10 @@ class _Buffered:
         raise NotImplementedError
 
     def read(self, n: int) -> bytes:
+        off = self._off
+        if n <= len(self._buf) - off:  # the common case: a few bytes of a TLV header
+            self._off = off + n
+            return self._buf[off:off + n]
         out = []
         while n > 0:
             avail = len(self._buf) - self._off

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 import zlib
 from contextlib import ExitStack
 from typing import IO
@@ -29,6 +28,7 @@ from ..model import (
     SignedLayer,
     SignerInput,
 )
+from ..spool import sealed_spool
 from . import cms as cmswalk
 from .ber import BerReader
 from .digest import hash_range, hash_until_delimiter, micalg_names
@@ -233,7 +233,8 @@ class _Inspector:
             env = cmswalk.read_enveloped_data(r, limit)
             return EncryptedLayer(where, ctype == "authenticated_enveloped_data",
                                   env.content_algorithm, env.content_key_bits, env.recipients)
-        tmp = self.files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - closed by ExitStack
+        # Unwrapped content is scratch, encrypted if it spills to disk (sealgate.spool).
+        tmp = self.files.enter_context(sealed_spool())
         if ctype == "signed_data":
             hashers: dict[str, hashlib._Hash] = {}
 

@@ -11,6 +11,7 @@ not judged here (see :mod:`sealgate.trust`).
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from asn1crypto.core import Void
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -216,7 +218,7 @@ def _check_value(sig_name: str, sig_alg: object, hash_alg: hashes.HashAlgorithm,
                  cert: x509.Certificate, signature: bytes, data: bytes, *,
                  prehashed: bool) -> None:
     try:
-        public_key = load_der_public_key(encoded(cert.public_key))
+        public_key = _public_key(encoded(cert.public_key))
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise _Bad(f"certificate public key cannot be loaded ({exc})") from None
     algorithm: hashes.HashAlgorithm | Prehashed = Prehashed(hash_alg) if prehashed else hash_alg
@@ -255,6 +257,12 @@ def _check_value(sig_name: str, sig_alg: object, hash_alg: hashes.HashAlgorithm,
                    f"certificate key") from None
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise _Bad(f"{_label(sig_name)} signature cannot be checked ({exc})") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(der: bytes) -> PublicKeyTypes:
+    # The same signers come back all day; cryptography's key objects are immutable.
+    return load_der_public_key(der)
 
 
 def _label(sig_name: str) -> str:

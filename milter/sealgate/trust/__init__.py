@@ -84,8 +84,10 @@ class TrustStore:
              *, config_file: str | None = None) -> TrustStore:
         """Read anchor and CRL files; ConfigError names ``trust.anchors``/``trust.crls``.
 
-        CRL sources are files (DER or PEM). http(s)/ldap URLs are accepted but not
-        fetched yet, and a CRL file that does not exist (yet) is logged, not an
+        CRL sources are files (DER or PEM). http(s)/ldap URLs are not fetched here
+        (no I/O in the store: the gateway fetches them with
+        :class:`sealgate.trust.sources.CrlLoader` and calls :meth:`with_entries`),
+        and a CRL file that does not exist (yet) is logged, not an
         error: with either, every issuer without a readable CRL is ``crl-unavailable``
         (their issuer is unknown until read). An unreadable or unparsable file is
         a ConfigError.
@@ -101,6 +103,14 @@ class TrustStore:
         entries, urls = _read_crls(crls, config_file)
         v = self._validator
         return TrustStore(v.anchors, CrlIndex(entries, v.anchors, urls), v.require_crl,
+                          _cache=v.cache)
+
+    def with_entries(self, entries: Iterable[CrlEntry], pending: Iterable[str]) -> TrustStore:
+        """A store with the same anchors and CRLs already read (by
+        :class:`sealgate.trust.sources.CrlLoader`); ``pending`` names sources with no
+        usable CRL yet (their issuers are ``crl-unavailable``)."""
+        v = self._validator
+        return TrustStore(v.anchors, CrlIndex(entries, v.anchors, pending), v.require_crl,
                           _cache=v.cache)
 
     @property

@@ -220,7 +220,7 @@ class CrlIndex:
         return None
 
     def has_source(self, issuer_key: str) -> bool:
-        # A URL source's issuer is unknown until it is fetched (a later issue): it may
+        # A URL source's issuer is unknown until it is fetched (trust.sources): it may
         # be any issuer's, so with URL sources configured every issuer counts as covered.
         return issuer_key in self.configured_issuers or bool(self.url_sources)
 

@@ -1,0 +1,229 @@
+"""Prometheus metrics (SPEC §8) and the ``/metrics`` + ``/healthz`` HTTP endpoint.
+
+The metric names and labels are a contract with dashboards and alert rules
+(``deploy/prometheus/``): they are defined here once, on a dedicated
+:class:`~prometheus_client.CollectorRegistry` (never the process-global one,
+so tests and two gateways in one process do not collide).
+
+``/healthz`` answers 200 only when the gateway can judge mail: config,
+policy and trust anchors loaded and, for every issuer whose revocation is
+checked, a CRL that is valid now (before its nextUpdate). Otherwise 503 with
+the reason in the body, so ``curl`` and the container healthcheck show why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from asn1crypto import x509
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+log = logging.getLogger("sealgate.metrics")
+
+# Seconds per message: most take milliseconds; the tail is directory / CRL trouble.
+MESSAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DIRECTORY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+# Values of sealgate_directory_lookups_total{result}.
+FOUND, NOT_FOUND, ERROR = "found", "not-found", "error"
+
+
+class Metrics:
+    """Every sealgate metric, on its own registry."""
+
+    def __init__(self) -> None:
+        # Exactly the SPEC §8 series: no *_created companions (a process-wide
+        # switch in prometheus-client; sealgate exposes no other registry).
+        disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.messages = Counter("sealgate_messages", "Messages judged, by direction and action.",
+                                ["direction", "action"], registry=r)
+        self.violations = Counter("sealgate_violations",
+                                  "Violations counted under the matching rule, by code.",
+                                  ["code"], registry=r)
+        self.message_seconds = Histogram("sealgate_message_seconds",
+                                         "Time from MAIL FROM to the verdict, per message.",
+                                         buckets=MESSAGE_BUCKETS, registry=r)
+        self.directory_seconds = Histogram("sealgate_directory_seconds",
+                                           "Time per directory lookup.",
+                                           buckets=DIRECTORY_BUCKETS, registry=r)
+        self.directory_lookups = Counter("sealgate_directory_lookups",
+                                         "Directory lookups by result (found, not-found, error).",
+                                         ["result"], registry=r)
+        self.crl_next_update = Gauge("sealgate_crl_next_update_timestamp_seconds",
+                                     "nextUpdate of the newest loaded CRL per issuer (Unix time).",
+                                     ["issuer"], registry=r)
+        self.quarantine_messages = Gauge("sealgate_quarantine_messages",
+                                         "Messages held in the quarantine store.", registry=r)
+        self.errors = Counter("sealgate_errors", "Failures by kind (each one tempfails or "
+                              "is retried; none loses mail).", ["kind"], registry=r)
+
+    # ------------------------------------------------------------ recording
+
+    def message(self, direction: str, action: str, codes: tuple[str, ...] | list[str],
+                seconds: float, error: str = "") -> None:
+        """One judged message (the milter's log line and these counters go together)."""
+        self.messages.labels(direction=direction or "unknown", action=action).inc()
+        for code in codes:
+            self.violations.labels(code=code).inc()
+        self.message_seconds.observe(max(seconds, 0.0))
+        if error:
+            self.errors.labels(kind=error).inc()
+
+    def error(self, kind: str) -> None:
+        self.errors.labels(kind=kind).inc()
+
+    def set_crl_next_updates(self, next_updates: dict[str, dt.datetime | None]) -> None:
+        """Replace the per-issuer gauge (issuers dropped from the config disappear)."""
+        self.crl_next_update.clear()
+        for issuer, moment in next_updates.items():
+            self.crl_next_update.labels(issuer=issuer).set(
+                moment.timestamp() if moment is not None else math.inf)
+
+    def watch_quarantine(self, count: Callable[[], int]) -> None:
+        """Read the held count from the store at each scrape (releases happen elsewhere)."""
+
+        def read() -> float:
+            try:
+                return float(count())
+            except Exception as exc:  # a scrape must not fail because the store did
+                log.error("event=metrics-quarantine-count-failed error=%r", str(exc))
+                return math.nan
+
+        self.quarantine_messages.set_function(read)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class TimedDirectory:
+    """A directory wrapped to feed ``sealgate_directory_seconds`` and ``..._lookups_total``.
+
+    It answers exactly as the wrapped one does (exceptions included).
+    """
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def _timed(self, call: Callable[[], Any], empty: Callable[[Any], bool]) -> Any:
+        with self.metrics.directory_seconds.time():
+            try:
+                result = call()
+            except Exception:
+                self.metrics.directory_lookups.labels(result=ERROR).inc()
+                raise
+        self.metrics.directory_lookups.labels(result=NOT_FOUND if empty(result) else FOUND).inc()
+        return result
+
+    def certificates_for(self, address: str) -> list[x509.Certificate]:
+        return self._timed(lambda: self.inner.certificates_for(address),  # type: ignore[no-any-return]
+                           lambda r: not r)
+
+    def find_by_issuer_serial(self, issuer: x509.Name, serial: int) -> x509.Certificate | None:
+        return self._timed(lambda: self.inner.find_by_issuer_serial(issuer, serial),  # type: ignore[no-any-return]
+                           lambda r: r is None)
+
+    def find_by_key_identifier(self, ski: bytes) -> x509.Certificate | None:
+        return self._timed(lambda: self.inner.find_by_key_identifier(ski),  # type: ignore[no-any-return]
+                           lambda r: r is None)
+
+    def __getattr__(self, name: str) -> Any:  # close(), backend extras
+        return getattr(self.inner, name)
+
+
+# ---------------------------------------------------------------- health
+
+
+@dataclass(frozen=True)
+class Health:
+    ready: bool
+    reason: str
+
+
+def gateway_health(gateway: Any, now: dt.datetime | None = None) -> Health:
+    """Is this gateway able to judge mail now? (config, policy, anchors, valid CRLs)."""
+    if gateway is None:
+        return Health(False, "configuration not loaded")
+    if getattr(gateway, "policy", None) is None:
+        return Health(False, "policy not loaded")
+    trust = gateway.current_trust() if hasattr(gateway, "current_trust") else gateway.trust
+    if not trust.anchors:
+        return Health(False, "no trust anchors loaded")
+    now = now or dt.datetime.now(dt.UTC)
+    next_updates = trust.crl_next_updates()
+    if trust.require_crl and not next_updates:
+        return Health(False, "no CRL loaded (trust.crls), and trust.require_crl is true")
+    stale = [f"{issuer} (nextUpdate {moment.isoformat() if moment else 'missing'})"
+             for issuer, moment in sorted(next_updates.items())
+             if moment is not None and moment <= now]
+    if stale:
+        return Health(False, "CRL past its nextUpdate for " + "; ".join(stale))
+    return Health(True, "ok")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: MetricsServer
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self.server.before_scrape()
+            self._send(200, self.server.metrics.exposition(), CONTENT_TYPE_LATEST)
+        elif path == "/healthz":
+            health = self.server.health()
+            self._send(200 if health.ready else 503, (health.reason + "\n").encode(),
+                       "text/plain; charset=utf-8")
+        else:
+            self._send(404, b"not found: use /metrics or /healthz\n", "text/plain; charset=utf-8")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - scrapes are not logged
+        pass
+
+
+class MetricsServer(ThreadingHTTPServer):
+    """``/metrics`` and ``/healthz`` on ``[metrics] listen``, served from a daemon thread."""
+
+    daemon_threads = True
+
+    def __init__(self, listen: str, metrics: Metrics, health: Callable[[], Health],
+                 before_scrape: Callable[[], None] = lambda: None) -> None:
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]")
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        self.metrics = metrics
+        self.health = health
+        self.before_scrape = before_scrape
+        super().__init__((host, int(port)), _Handler)
+        self._thread = threading.Thread(target=self.serve_forever, name="metrics-http",
+                                        daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

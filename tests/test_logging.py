@@ -1,0 +1,134 @@
+"""Logs for operators: one line per message (queue id, rule, action, codes), text or JSON.
+
+Driven through the real ``sealgate milter`` process (MTA side:
+sealgate.milterclient); never a key or a body in the log.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gateway_helpers import write_config
+
+from sealgate import devmail as m
+from sealgate.devpki import TestPKI
+from sealgate.logging_setup import JsonFormatter, kv, render_fields, setup
+from sealgate.milterclient import MilterClient, split_message, wait_for_milter
+
+MARKER = "body-marker-7f3a9c must never be logged"
+
+
+def run_milter(folder: Path, pki: TestPKI, log_format: str,
+               messages: list[tuple[bytes, str, list[str], str]]) -> str:
+    """Start the milter, push ``messages`` (raw, sender, rcpts, queue id), stop it; its stderr."""
+    config = write_config(folder, pki)
+    log = folder / "milter.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config",
+                                 str(config), "--log-format", log_format], stderr=out)
+    try:
+        wait_for_milter(folder / "sealgate.sock", proc)
+        for raw, sender, rcpts, queue_id in messages:
+            headers, body = split_message(raw)
+            with MilterClient(f"unix:{folder / 'sealgate.sock'}") as client:
+                client.negotiate()
+                client.send_message(sender, rcpts, headers, body, queue_id=queue_id)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    return log.read_text()
+
+
+@pytest.fixture(scope="module")
+def mail(pki: TestPKI) -> list[tuple[bytes, str, list[str], str]]:
+    body = m.text_entity(MARKER + "\r\n")
+    return [
+        (m.message(m.triple_wrap(body, pki["alice"], [pki["bob"], pki["alice"]]),
+                   "alice@example.com", ["bob@example.com"]),
+         "alice@example.com", ["bob@example.com"], "4QPASS"),
+        (m.message(body, "alice@example.com", ["bob@example.com"]),
+         "alice@example.com", ["bob@example.com"], "4QHOLD"),
+        (m.message(body, "x@example.net", ["bob@example.com", "carol@example.com"]),
+         "x@example.net", ["bob@example.com", "carol@example.com"], "4QTAG"),
+    ]
+
+
+def secrets(pki: TestPKI) -> list[str]:
+    """Lines of every private key of the test PKI (none may appear in a log)."""
+    lines = []
+    for path in sorted((pki.root / "keys").glob("*.key")):
+        lines += [line for line in path.read_text().splitlines() if not line.startswith("-----")]
+    assert lines
+    return lines
+
+
+def test_json_log_has_one_line_per_message_with_queue_id_rule_action_codes(pki, mail, tmp_path):
+    text = run_milter(tmp_path, pki, "json", mail)
+    records = [json.loads(line) for line in text.splitlines()]  # every line is JSON
+    messages = {r["queue_id"]: r for r in records if r["msg"] == "message"}
+    assert set(messages) == {"4QPASS", "4QHOLD", "4QTAG"}
+    assert (messages["4QPASS"]["rule"], messages["4QPASS"]["action"],
+            messages["4QPASS"]["codes"]) == ("internal", "accept", [])
+    assert (messages["4QHOLD"]["action"], messages["4QHOLD"]["codes"]) == (
+        "quarantine", ["unencrypted", "unsigned"])
+    assert messages["4QHOLD"]["quarantine_id"]
+    assert (messages["4QTAG"]["rule"], messages["4QTAG"]["action"], messages["4QTAG"]["rcpts"],
+            messages["4QTAG"]["direction"]) == ("inbound", "tag", 2, "inbound")
+    assert all(r["level"] in ("info", "warning", "error") and r["ts"] for r in records)
+    assert not [r for r in records if r["level"] in ("warning", "error")]
+
+
+def test_text_log_is_key_value_one_line_per_message(pki, mail, tmp_path):
+    text = run_milter(tmp_path, pki, "text", mail)
+    lines = [line for line in text.splitlines() if " message queue_id=" in line]
+    assert len(lines) == 3
+    hold = next(line for line in lines if "queue_id=4QHOLD" in line)
+    assert "rule=internal action=quarantine codes=unencrypted,unsigned" in hold
+    assert "sender=alice@example.com" in hold
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_body_and_no_key_in_the_log(pki, mail, tmp_path, log_format):
+    text = run_milter(tmp_path, pki, log_format, mail)
+    assert "body-marker-7f3a9c" not in text
+    for line in secrets(pki):
+        assert line not in text
+
+
+def test_values_are_quoted_and_kept_on_one_line():
+    assert kv("plain") == "plain"
+    assert kv("") == "-"
+    assert kv(None) == "-"
+    assert kv(("unsigned", "unencrypted")) == "unsigned,unencrypted"
+    assert kv('a b"c') == '"a b\\"c"'
+    assert kv("file.toml: x\nfile.toml: y") == '"file.toml: x\\nfile.toml: y"'
+    assert render_fields({"queue_id": "4Q", "codes": ()}) == "queue_id=4Q codes=-"
+
+
+def test_json_formatter_puts_fields_as_members_and_exceptions_as_text():
+    stream = io.StringIO()
+    setup("info", "json", stream)
+    try:
+        log = logging.getLogger("sealgate.test")
+        log.info("message %s", "queue_id=4Q", extra={"fields": {"queue_id": "4Q", "codes": ("a",)}})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed on %s", "4Q")
+    finally:
+        logging.getLogger().handlers.clear()
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (first["msg"], first["queue_id"], first["codes"]) == ("message", "4Q", ["a"])
+    assert second["msg"] == "failed on 4Q" and "ValueError: boom" in second["exc"]
+    assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
+
+
+def test_unknown_log_format_is_refused():
+    with pytest.raises(ValueError, match="log format 'xml'"):
+        setup("info", "xml")

@@ -1,0 +1,84 @@
+"""The milter records every decision for the report, and a failed record fails nothing.
+
+Driven through pymilter's TestCtx with the helpers of test_milter (fake
+gateway returning a chosen verdict, exact bytes through the callbacks); the
+store is the real SQLite store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import Milter
+import test_milter as tm
+
+from sealgate import milter_app
+from sealgate.codes import Action, Code
+from sealgate.errors import StoreError
+from sealgate.metrics import Metrics
+from sealgate.quarantine import Decision, SqliteQuarantine
+
+_pristine_pymilter = tm._pristine_pymilter  # autouse: a fresh pymilter factory per test
+
+
+class NoDecisions(SqliteQuarantine):
+    def record_decision(self, decision: Decision) -> None:
+        raise StoreError(f"quarantine index {self.index}: database or disk is full")
+
+
+class NoStore(SqliteQuarantine):
+    def put(self, *args: Any, **kw: Any) -> str:
+        raise StoreError(f"cannot write the message file {self.messages}/x.eml: No space left")
+
+
+def _connect(gateway: Any, store: Any, metrics: Metrics | None = None) -> Any:
+    milter_app.install(gateway, store, milter_app.Tracker(), metrics=metrics)
+    ctx = tm.Ctx([])
+    assert ctx._connect(host="mail.client.test", ip="192.0.2.7") == Milter.CONTINUE
+    return ctx
+
+
+def test_every_verdict_is_recorded_without_content(tmp_path: Path) -> None:
+    store = SqliteQuarantine(tmp_path / "q")
+    try:
+        for action, codes in ((Action.ACCEPT, ()), (Action.REJECT, (Code.MALFORMED,)),
+                              (Action.QUARANTINE, (Code.UNSIGNED,))):
+            ctx = _connect(tm.FakeGateway(tm.make_verdict(action, *codes)), store)
+            tm.send(ctx, queue_id=f"Q{action}")
+        got = list(store.decisions())
+        (held,) = store.list()
+    finally:
+        store.close()
+    assert [(d.action, d.codes) for d in got] == [("accept", ()), ("reject", ("malformed",)),
+                                                  ("quarantine", ("unsigned",))]
+    assert got[2].quarantine_id == held.id and got[0].quarantine_id is None
+    assert all(d.sender == "alice@example.com" and d.recipient_domains == ("example.com",)
+               for d in got)
+
+
+def test_a_failed_decision_record_does_not_fail_a_healthy_accept(tmp_path: Path) -> None:
+    store = NoDecisions(tmp_path / "q")
+    metrics = Metrics()
+    try:
+        ctx = _connect(tm.FakeGateway(tm.make_verdict(Action.ACCEPT)), store, metrics)
+        assert tm.send(ctx) == Milter.CONTINUE
+        ctx = _connect(tm.FakeGateway(tm.make_verdict(Action.QUARANTINE, Code.UNSIGNED)), store,
+                       metrics)
+        assert tm.send(ctx) == Milter.DISCARD  # held in the store: the message itself is safe
+        assert store.count("held") == 1
+    finally:
+        store.close()
+    assert metrics.errors.labels(kind="decision-record")._value.get() == 2
+
+
+def test_a_failed_quarantine_store_still_tempfails_and_is_recorded_as_tempfail(
+        tmp_path: Path) -> None:
+    store = NoStore(tmp_path / "q")
+    try:
+        ctx = _connect(tm.FakeGateway(tm.make_verdict(Action.QUARANTINE, Code.UNSIGNED)), store)
+        assert tm.send(ctx) == Milter.TEMPFAIL
+        (decision,) = store.decisions()
+    finally:
+        store.close()
+    assert (decision.action, decision.quarantine_id) == ("tempfail", None)
