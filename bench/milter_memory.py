@@ -15,11 +15,12 @@ should not scale with the message.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,25 @@ def send(sock: Path, raw: bytes, results: list[MilterResult], qid: str) -> None:
                                            queue_id=qid))
 
 
+@contextlib.contextmanager
+def running_milter(config: Path, sock: Path, log_path: Path,
+                   level: str = "warning") -> Iterator[subprocess.Popen[bytes]]:
+    """``sealgate milter`` on ``config``, listening on ``sock``; terminated on exit."""
+    with log_path.open("wb") as milter_log:
+        proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config",
+                                 str(config), "--log-level", level], stderr=milter_log)
+    try:
+        try:
+            wait_for_milter(sock, proc)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}; its log:\n{tail}") from None
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def measure(big_mb: float, concurrent: int, each_mb: float, *, work: Path | None = None,
             log: Callable[[str], object] = print) -> MemoryResult:
     with tempfile.TemporaryDirectory(prefix="sealgate-bench-memory-") as tmp:
@@ -74,15 +94,7 @@ def measure(big_mb: float, concurrent: int, each_mb: float, *, work: Path | None
         big = inputs.triple_wrapped(pki, int(big_mb * inputs.MB))
         small = inputs.triple_wrapped(pki, int(each_mb * inputs.MB))
         warm = inputs.triple_wrapped(pki, 10 * inputs.KB)
-        with (root / "milter.log").open("wb") as milter_log:
-            proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config",
-                                     str(config), "--log-level", "warning"], stderr=milter_log)
-        try:
-            try:
-                wait_for_milter(sock, proc)
-            except (RuntimeError, TimeoutError) as exc:
-                tail = (root / "milter.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{exc}; its log:\n{tail}") from None
+        with running_milter(config, sock, root / "milter.log") as proc:
             results: list[MilterResult] = []
             send(sock, warm, results, "WARM")
             idle = status_kib(proc.pid, "VmRSS")
@@ -97,9 +109,6 @@ def measure(big_mb: float, concurrent: int, each_mb: float, *, work: Path | None
             for t in threads:
                 t.join()
             peak_conc = status_kib(proc.pid, "VmHWM")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
     return MemoryResult(idle, len(big), peak_big, concurrent, len(small), peak_conc,
                         sorted(r.outcome for r in results))
 

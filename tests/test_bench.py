@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:  # `bench` is a folder of the repository, not an i
     sys.path.insert(0, str(REPO))
 
 from bench import __main__ as bench_main  # noqa: E402
-from bench import check_rate, inputs, milter_memory, milters, through_postfix  # noqa: E402
+from bench import check_rate, inputs, milter_direct, milter_memory, milters, through_postfix  # noqa: E402
 from bench.timing import median, percentile  # noqa: E402
 
 
@@ -102,6 +102,13 @@ def test_memory_run_reports_peaks() -> None:
     assert result.concurrent_peak_kib >= result.big_peak_kib  # VmHWM never goes down
     assert "over idle" in milter_memory.report(result)
     assert bench_main.memory_targets(result)[0].ok is not None
+
+
+def test_direct_milter_run_reports_cpu_per_message() -> None:
+    result = milter_direct.measure(5, 10 * inputs.KB)
+    assert result.outcomes == ("delivered",)  # accepted: the timed path is the full verdict
+    assert result.cpu_ms > 0 and result.wall_ms > 0
+    assert "milter CPU" in milter_direct.report(result)
 
 
 @pytest.mark.slow
