@@ -9,7 +9,6 @@ daemon is stopped by its fixture. Without slapd/knot/unbound a test fails in CI
 from __future__ import annotations
 
 import http.server
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pytest
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.serialization import Encoding
 from gateway_helpers import write_config
+from need import need
 
 from sealgate import devdns, devslapd
 from sealgate.devpki import CAST, TestPKI
@@ -27,12 +27,7 @@ from sealgate.devslapd import Slapd
 
 def require(missing: list[str], hint: str) -> None:
     """Fail in CI, skip elsewhere, when a service's tools are missing."""
-    if not missing:
-        return
-    message = f"missing {', '.join(missing)}: {hint}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    need(f"missing {', '.join(missing)}: {hint}" if missing else None)
 
 
 def der(cert: cx509.Certificate) -> bytes:

@@ -6,11 +6,10 @@ once per initialisation); every test makes its own tokens with unique labels.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
+from need import need, need_binary
 
 from sealgate.devendpoint import Person, Site, SoftPerson, make_site
 from sealgate.devsofthsm import SoftHSM, available
@@ -21,14 +20,11 @@ __all__ = ["Person", "Site", "SoftPerson", "make_site", "require_tool", "require
 
 def require_tool(missing: str | None) -> None:
     """In CI a missing tool fails the test (with the install hint); elsewhere it skips."""
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
+    need(missing)
 
 
 def require_binary(name: str, hint: str) -> None:
-    require_tool(None if shutil.which(name) else f"{name} is not installed ({hint})")
+    need_binary(name, hint)
 
 
 @pytest.fixture(scope="session", name="softhsm")

@@ -10,7 +10,6 @@ rewritten): that is how the deploy snippets are checked. The milter runs as
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 from gateway_helpers import write_config
+from need import need
 
 from sealgate.devpki import TestPKI
 from sealgate.devpostfix import DevPostfix, free_port, postfix_available
@@ -36,12 +36,7 @@ DEPLOY_POSTFIX = REPO / "deploy" / "postfix"
 
 def require_postfix() -> None:
     """Fail in CI, skip elsewhere, when no throwaway Postfix can run here."""
-    problem = postfix_available()
-    if problem is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(problem)
-    pytest.skip(problem)
+    need(postfix_available())
 
 
 def start_postfix() -> DevPostfix:

@@ -8,7 +8,6 @@ postgresql-parametrized tests skip outside CI and fail in CI.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from need import unavailable as need_unavailable
 
 from sealgate.codes import Action, Code, Direction
 from sealgate.devpostgres import DevPostgres, PostgresUnavailable, free_port
@@ -28,7 +28,6 @@ from sealgate.model import Envelope, Finding, Verdict
 from sealgate.quarantine import Sealer, SqliteQuarantine
 from sealgate.quarantine.postgresql import PostgresQuarantine
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ("sqlite", "postgresql")
 
 ENVELOPE = Envelope(sender="alice@example.com", recipients=("bob@example.com", "carol@example.com"),
@@ -46,9 +45,7 @@ MESSAGE = (b"From: alice@example.com\r\nSubject: =?utf-8?q?h=C3=A9?=\r\n\r\n"
 
 def unavailable(what: str, hint: str) -> None:
     """CI: fail with the install hint; elsewhere: skip."""
-    if IN_CI:
-        pytest.fail(f"{what} is not available in CI: {hint}")
-    pytest.skip(f"{what} not available: {hint}")
+    need_unavailable(f"{what} is not available: {hint}")
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 from pathlib import Path
 
 import pytest
+from need import need
 from postfix_fixtures import require_postfix
 
 from sealgate.devsofthsm import available as softhsm_available
@@ -61,11 +61,7 @@ def test_offline_engine_rows_and_targets() -> None:
 
 @pytest.mark.slow
 def test_offline_engine_judges_messages_made_by_sealgate_seal() -> None:
-    problem = softhsm_available()
-    if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
+    need(softhsm_available())
     result = check_rate.measure([12 * inputs.KB], 0.05, plain=False, log=lambda _text: None)
     assert result.notes == []
     assert [(row.kind, row.action) for row in result.rows] == [("triple-wrapped", "accept"),
@@ -105,7 +101,7 @@ def test_memory_run_reports_peaks() -> None:
 
 
 def test_direct_milter_run_reports_cpu_per_message() -> None:
-    result = milter_direct.measure(5, 10 * inputs.KB)
+    result = milter_direct.measure(40, 10 * inputs.KB)  # > a few clock ticks of milter CPU
     assert result.outcomes == ("delivered",)  # accepted: the timed path is the full verdict
     assert result.cpu_ms > 0 and result.wall_ms > 0
     assert "milter CPU" in milter_direct.report(result)

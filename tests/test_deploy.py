@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from need import need_binary
 from postfix_fixtures import DEPLOY_POSTFIX, require_postfix
 
 from sealgate.config import load_config
@@ -37,13 +36,7 @@ SPEC_METRICS = {"sealgate_messages_total", "sealgate_violations_total", "sealgat
 
 def tool(name: str, hint: str) -> str:
     """The path of a command-line tool; missing: fail in CI, skip elsewhere."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} is not installed ({hint})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return need_binary(name, hint)
 
 
 def run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
