@@ -34,14 +34,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from sealgate import devmail
+from sealgate.devconfig import write_gateway_config
 from sealgate.devpki import build_pki, issue_user
 from sealgate.devslapd import Slapd
 from sealgate.directory.cache import TtlCache
 from sealgate.directory.ldap import LdapClient, LdapDirectory, LdapSettings
 from sealgate.engine import load_gateway
 from sealgate.model import Envelope
-
-POLICIES = Path(__file__).resolve().parents[1] / "policies"
 
 
 def rate(fn, addresses: list[str], seconds: float) -> float:
@@ -97,29 +96,11 @@ def main() -> None:
                                    not_after=now + dt.timedelta(days=30))
                 slapd.add_person(ident.email, ident.cert.public_bytes(Encoding.DER))
                 people.append(ident)
-            config = root / "gw" / "sealgate.toml"
-            config.parent.mkdir()
-            crl = root / "pki" / "ca.crl"
-            config.write_text(f"""\
-authserv_id = "mx.example.com"
-internal_domains = ["example.com"]
-[milter]
-socket = "unix:{root}/gw/sock"
-[directory]
-backend = "ldap"
-url = "{slapd.url}"
-base_dn = "{slapd.people_dn}"
-cache_ttl = "5m"
-[trust]
-anchors = ["{pki.ca.cert_path}"]
-crls = ["{crl}"]
-[quarantine]
-path = "{root}/gw/q"
-[metrics]
-listen = ""
-[policy]
-file = "{POLICIES / 'strict.toml'}"
-""")
+            config = write_gateway_config(
+                root / "gw", anchors=[pki.ca.cert_path], crls=[root / "pki" / "ca.crl"],
+                directory={"backend": "ldap", "url": slapd.url, "base_dn": slapd.people_dn,
+                           "cache_ttl": "5m"},
+                socket=f"unix:{root}/gw/sock", quarantine=root / "gw" / "q")
             gateway = load_gateway(config)
             rng = random.Random(args.seed)  # noqa: S311 -- a reproducible mix, not cryptography
             made: dict[tuple[int, int], bytes] = {}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sealgate import devmail as m
+from sealgate.devconfig import write_gateway_config
 from sealgate.devpki import TestPKI, build_pki
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,39 +151,16 @@ def seal_site(folder: Path) -> SealSite | str:
 def write_config(folder: Path, pki: TestPKI, *, directory: str = "files", ldap_url: str = "",
                  ldap_base: str = "", socket: str = "", policy: str = "strict.toml") -> Path:
     """A sealgate.toml under ``folder`` for the strict policy and the chosen directory backend."""
-    folder.mkdir(parents=True, exist_ok=True)
+    directory_keys: dict[str, str | Path]
     if directory == "files":
-        directory_section = f'backend = "files"\npath = "{pki.directory}"'
+        directory_keys = {"backend": "files", "path": pki.directory}
     elif directory == "ldap":
-        directory_section = f'backend = "ldap"\nurl = "{ldap_url}"\nbase_dn = "{ldap_base}"'
+        directory_keys = {"backend": "ldap", "url": ldap_url, "base_dn": ldap_base}
     else:
         raise ValueError(f"unknown directory backend {directory!r}")
-    config = folder / "sealgate.toml"
-    config.write_text(f"""\
-authserv_id = "mx.example.com"
-internal_domains = ["example.com"]
-
-[milter]
-socket = "{socket or f'unix:{folder}/sealgate.sock'}"
-max_message_size = "64MiB"
-
-[directory]
-{directory_section}
-
-[trust]
-anchors = ["{pki.ca.cert_path}"]
-crls = ["{pki.crl_path}"]
-
-[quarantine]
-path = "{folder}/quarantine"
-
-[metrics]
-listen = ""
-
-[policy]
-file = "{POLICIES / policy}"
-""")
-    return config
+    return write_gateway_config(folder, anchors=[pki.ca.cert_path], crls=[pki.crl_path],
+                                directory=directory_keys, policy=POLICIES / policy, socket=socket,
+                                milter={"max_message_size": "64MiB"})
 
 
 def ca_and_crl(pki: TestPKI, folder: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from sealgate.devconfig import write_gateway_config
 from sealgate.devpki import TestPKI
 from sealgate.engine import Gateway, load_gateway
 from sealgate.model import Envelope, Verdict
@@ -15,35 +16,10 @@ POLICIES = Path(__file__).resolve().parents[1] / "policies"
 def write_config(folder: Path, pki: TestPKI, *, policy: str = "strict.toml",
                  crls: list[Path] | None = None, directory: Path | None = None,
                  extra: str = "") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    crl_list = ", ".join(f'"{p}"' for p in (crls if crls is not None else [pki.crl_path]))
-    config = folder / "sealgate.toml"
-    config.write_text(f"""\
-authserv_id = "mx.example.com"
-internal_domains = ["example.com"]
-
-[milter]
-socket = "unix:{folder}/sealgate.sock"
-
-[directory]
-backend = "files"
-path = "{directory or pki.directory}"
-
-[trust]
-anchors = ["{pki.ca.cert_path}"]
-crls = [{crl_list}]
-
-[quarantine]
-path = "{folder}/quarantine"
-
-[metrics]
-listen = ""
-
-[policy]
-file = "{POLICIES / policy}"
-{extra}
-""")
-    return config
+    return write_gateway_config(
+        folder, anchors=[pki.ca.cert_path], crls=crls if crls is not None else [pki.crl_path],
+        directory={"backend": "files", "path": directory or pki.directory},
+        policy=POLICIES / policy, extra=extra)
 
 
 def gateway_for(folder: Path, pki: TestPKI, **kwargs) -> Gateway:

@@ -18,36 +18,9 @@ from pathlib import Path
 
 from . import devmail as m
 from . import devnss
+from .devconfig import write_gateway_config
 from .devpki import TestPKI, build_pki
 from .milterclient import MilterClient, MilterResult, split_message, wait_for_milter
-
-REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
-
-CONFIG = """\
-# Written by `make demo`: the embedded defaults, pointed at the demo PKI.
-authserv_id = "mx.example.com"
-internal_domains = ["example.com"]
-
-[milter]
-socket = "unix:{socket}"
-
-[directory]
-backend = "files"
-path = "pki/directory"
-
-[trust]
-anchors = ["pki/ca.pem"]
-crls = ["pki/ca.crl"]
-
-[quarantine]
-path = "quarantine"
-
-[metrics]
-listen = ""
-
-[policy]
-file = "{policy}"
-"""
 
 
 def scenarios(pki: TestPKI) -> list[tuple[str, str, list[str], bytes]]:
@@ -121,7 +94,10 @@ def run(folder: Path) -> int:
     sock = folder / "sealgate.sock"
     sock.unlink(missing_ok=True)
     config = folder / "sealgate.toml"
-    config.write_text(CONFIG.format(socket=sock, policy=REPO_POLICIES / "strict.toml"))
+    write_gateway_config(config.parent, anchors=["pki/ca.pem"], crls=["pki/ca.crl"],
+                         directory={"backend": "files", "path": "pki/directory"},
+                         socket=f"unix:{sock}", quarantine="quarantine",
+                         header="# Written by `make demo`: the embedded defaults, pointed at the demo PKI.")
 
     print("checking the configuration: sealgate config check")
     subprocess.run([sys.executable, "-m", "sealgate", "config", "check", "--config", str(config)],

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from .config import load_config
+from .devconfig import write_gateway_config
 from .devsofthsm import SoftHSM
 from .directory.publish import publish_certificate, publish_crl
 from .endpoint.ca import CertificateAuthority, init_ca, write_private
@@ -28,7 +29,6 @@ from .endpoint.card import Card
 from .endpoint.enrol import enrol
 from .engine import Gateway, load_gateway
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
 _labels = itertools.count(1)
 
 
@@ -147,35 +147,9 @@ def make_site(root: Path, hsm: SoftHSM, now: dt.datetime | None = None, *,
         shutil.copy(root / "ca" / "ca.pem", pki / "ca.pem")
     shutil.copy(ca.crl_path, pki / "ca.crl")
     crls.insert(0, pki / "ca.crl")
-    crl_list = ", ".join(f'"{p}"' for p in crls)
     directory = root / "directory"
     directory.mkdir()
-    config = root / "sealgate.toml"
-    config.write_text(f"""\
-authserv_id = "mx.example.com"
-internal_domains = ["example.com"]
-
-[milter]
-socket = "unix:{root}/sealgate.sock"
-
-[directory]
-backend = "files"
-path = "{directory}"
-
-[trust]
-anchors = ["{pki / 'ca.pem'}"]
-crls = [{crl_list}]
-
-[quarantine]
-path = "{root}/quarantine"
-
-[metrics]
-listen = ""
-
-[policy]
-file = "{POLICIES / 'strict.toml'}"
-
-[card]
-module = "{hsm.module}"
-""")
+    config = write_gateway_config(root, anchors=[pki / "ca.pem"], crls=crls,
+                                  directory={"backend": "files", "path": directory},
+                                  extra=f'\n[card]\nmodule = "{hsm.module}"')
     return Site(root, hsm, ca, config, directory, pki / "ca.crl")
