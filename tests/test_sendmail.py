@@ -121,8 +121,8 @@ def test_seal_submit_option_sends_over_smtp(endpoint_site: Site, smtp,  # noqa: 
     assert [m.recipients for m in received.messages] == [[bob.email]]
 
 
-def test_submission_failure_is_one_clear_sentence(endpoint_site: Site,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_server_is_one_clear_sentence_and_ex_tempfail(endpoint_site: Site,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     alice = endpoint_site.enrol("alice", pin="1618")
     bob = endpoint_site.enrol("bob")
     monkeypatch.setenv("ALICE_PIN", "1618")
@@ -131,8 +131,38 @@ def test_submission_failure_is_one_clear_sentence(endpoint_site: Site,
         "sendmail", "--config", str(endpoint_site.config_path), "--token", alice.token,
         "--pin-env", "ALICE_PIN", "--submit", f"smtp://127.0.0.1:{port}", bob.email],
         input=plain_message(alice.email, [bob.email]))
-    assert result.exit_code == 2
+    assert result.exit_code == 75  # EX_TEMPFAIL: the mail client keeps the message
     assert f"cannot submit to 127.0.0.1:{port}" in result.output
+
+
+@dataclass
+class Answering:
+    """aiosmtpd handler that answers the end of data with a fixed reply."""
+
+    reply: str
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802 - aiosmtpd hook
+        return self.reply
+
+
+@pytest.mark.parametrize(("reply", "status"), [("451 4.3.0 try again later", 75),
+                                               ("554 5.7.1 not accepted", 2)])
+def test_a_4xx_answer_is_ex_tempfail_and_a_5xx_answer_is_not(endpoint_site: Site, reply: str, status: int,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = endpoint_site.enrol("alice", pin="1414")
+    bob = endpoint_site.enrol("bob")
+    monkeypatch.setenv("ALICE_PIN", "1414")
+    controller = Controller(Answering(reply), hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        result = CliRunner().invoke(main, [
+            "sendmail", "--config", str(endpoint_site.config_path), "--token", alice.token,
+            "--pin-env", "ALICE_PIN", "--submit", f"smtp://127.0.0.1:{controller.port}", bob.email],
+            input=plain_message(alice.email, [bob.email]))
+    finally:
+        controller.stop()
+    assert result.exit_code == status, result.output
+    assert reply.split()[0] in result.output
 
 
 def _tls_server_context(folder: Path) -> tuple[ssl.SSLContext, Path]:

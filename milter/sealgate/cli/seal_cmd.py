@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from . import config_option, main
+from ..endpoint.errors import SubmitTemporary
+from . import config_option, exit_on_errors, main
 from .endpoint_common import (
     EXIT_FAILED,
     card_options,
@@ -23,6 +24,8 @@ from .endpoint_common import (
     read_input,
     write_output,
 )
+
+EX_TEMPFAIL = 75  # sysexits.h: sendmail's "try again later"
 
 cipher_option = click.option("--cipher", type=click.Choice(["aes256-gcm", "aes256-cbc"]),
                              default="aes256-gcm", show_default=True,
@@ -140,7 +143,7 @@ def open_(config_path: str, module: str | None, token: str | None, key_label: st
 @submit_option
 @submit_ca_option
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@errors_to_exit
+@exit_on_errors((SubmitTemporary, EX_TEMPFAIL))
 def sendmail(config_path: str, module: str | None, token: str | None, key_label: str | None,
              pin_file: str | None, pin_env: str | None, cipher: str, key_transport: str,
              submit_url: str | None, submit_ca: str | None, args: tuple[str, ...]) -> None:
@@ -149,6 +152,10 @@ def sendmail(config_path: str, module: str | None, token: str | None, key_label:
     sealgate's own options come first; then sendmail's: -t (recipients from
     To/Cc/Bcc, plus arguments), -f ADDRESS, -i/-oi, recipients. Example for
     mutt: set sendmail="sealgate sendmail --pin-env CARD_PIN --submit smtp://mail:25"
+
+    Exit status as sendmail's (sysexits.h): 0 sent; 75 (EX_TEMPFAIL) when the
+    server is unreachable or answers 4xx, so the mail client keeps the message
+    and may try again; 2 for anything to fix first (card, PIN, certificates).
     """
     from ..endpoint.mimewrap import split_message
     from ..endpoint.sendmail import envelope_recipients, parse_args

@@ -15,3 +15,7 @@ class CardError(EndpointError):
 
 class PinError(CardError):
     """Wrong PIN, a locked PIN, or no PIN source."""
+
+
+class SubmitTemporary(EndpointError):
+    """The submission server is unreachable or answered 4xx: try again later (EX_TEMPFAIL)."""

@@ -12,7 +12,7 @@ import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import EndpointError
+from .errors import EndpointError, SubmitTemporary
 
 DEFAULT_PORTS = {"smtp": 25, "submission": 587, "smtps": 465}
 
@@ -52,12 +52,16 @@ def submit(url: str, message: bytes, sender: str, recipients: list[str], *,
             refused = client.sendmail(sender, recipients, message)
     except smtplib.SMTPRecipientsRefused as exc:
         bad = ", ".join(f"{r} ({code} {msg!r})" for r, (code, msg) in exc.recipients.items())
-        raise EndpointError(f"{host}:{port} refused every recipient: {bad}") from None
+        temporary = all(400 <= code < 500 for code, _msg in exc.recipients.values())
+        raise (SubmitTemporary if temporary else EndpointError)(
+            f"{host}:{port} refused every recipient: {bad}") from None
     except smtplib.SMTPResponseException as exc:
-        raise EndpointError(f"{host}:{port} refused the message: {exc.smtp_code} "
-                            f"{exc.smtp_error!r}") from None
-    except (OSError, smtplib.SMTPException) as exc:
+        raise (SubmitTemporary if 400 <= exc.smtp_code < 500 else EndpointError)(
+            f"{host}:{port} refused the message: {exc.smtp_code} {exc.smtp_error!r}") from None
+    except ssl.SSLCertVerificationError as exc:  # a configuration problem, not a passing one
         raise EndpointError(f"cannot submit to {host}:{port}: {exc}") from None
+    except (OSError, smtplib.SMTPException) as exc:  # unreachable, reset, timed out
+        raise SubmitTemporary(f"cannot submit to {host}:{port}: {exc}") from None
     if refused:
         bad = ", ".join(f"{r} ({code})" for r, (code, _msg) in refused.items())
         raise EndpointError(f"{host}:{port} refused some recipients: {bad}")
