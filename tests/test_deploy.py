@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from need import need_binary
 from postfix_fixtures import DEPLOY_POSTFIX, require_postfix
 
@@ -85,19 +86,27 @@ def test_postfix_snippets_load_without_warnings():
 # ---------------------------------------------------------------- systemd
 
 
-def unit_for_here(tmp_path: Path) -> Path:
-    """The shipped unit with /usr/bin/sealgate pointing at this checkout's sealgate."""
+SERVICES = ("sealgate.service", "sealgate-purge.service")
+
+
+def unit_for_here(tmp_path: Path, name: str = "sealgate.service") -> Path:
+    """A shipped unit with /usr/bin/sealgate pointing at this checkout's sealgate."""
     sealgate = Path(sys.executable).with_name("sealgate")
     assert sealgate.exists(), f"{sealgate} missing: pip install -e ."
-    unit = tmp_path / "sealgate.service"
-    unit.write_text((DEPLOY / "systemd" / "sealgate.service").read_text()
+    unit = tmp_path / name
+    unit.write_text((DEPLOY / "systemd" / name).read_text()
                     .replace("/usr/bin/sealgate", str(sealgate)))
     return unit
 
 
-def test_systemd_unit_verifies(tmp_path):
+@pytest.mark.parametrize("name", [*SERVICES, "sealgate-purge.timer"])
+def test_systemd_units_verify(tmp_path, name):
     analyze = tool("systemd-analyze", "Debian package systemd")
-    proc = run([analyze, "verify", str(unit_for_here(tmp_path))])
+    for service in SERVICES:  # a timer is verified with the service it starts beside it
+        unit_for_here(tmp_path, service)
+    if name.endswith(".timer"):
+        (tmp_path / name).write_text((DEPLOY / "systemd" / name).read_text())
+    proc = run([analyze, "verify", str(tmp_path / name)])
     # verify exits 0 even for an unparsable value: its warnings count as failure here.
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
 
@@ -109,15 +118,17 @@ def test_systemd_unit_is_hardened(tmp_path):
                       "StateDirectory=sealgate", "RuntimeDirectory=sealgate", "CapabilityBoundingSet=\n",
                       "ReadWritePaths=/var/spool/postfix/sealgate", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert directive in text, directive
-    proc = run([analyze, "security", "--offline=true", str(unit_for_here(tmp_path))])
-    match = re.search(r"Overall exposure level for sealgate.service: (\d+\.\d+)", proc.stdout)
-    assert match, proc.stdout[-500:] + proc.stderr
-    assert float(match.group(1)) <= 2.0  # systemd's scale: 0 (locked down) .. 10 (exposed)
+    for name in SERVICES:
+        proc = run([analyze, "security", "--offline=true", str(unit_for_here(tmp_path, name))])
+        match = re.search(rf"Overall exposure level for {re.escape(name)}: (\d+\.\d+)", proc.stdout)
+        assert match, proc.stdout[-500:] + proc.stderr
+        assert float(match.group(1)) <= 2.0  # systemd's scale: 0 (locked down) .. 10 (exposed)
 
 
-def test_systemd_commands_exist():
+@pytest.mark.parametrize("name", SERVICES)
+def test_systemd_commands_exist(name):
     sealgate = Path(sys.executable).with_name("sealgate")
-    text = (DEPLOY / "systemd" / "sealgate.service").read_text()
+    text = (DEPLOY / "systemd" / name).read_text()
     for line in re.findall(r"^Exec(?:Start|StartPre)=/usr/bin/sealgate (.*)$", text, re.M):
         words = line.split()
         command = words[:words.index("--config")]
