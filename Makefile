@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Debian packages the tests use (installed when missing and run as root).
 DEB_PACKAGES ?= gcc python3-venv python3-dev libmilter-dev openssl gpgsm gpgconf libnss3-tools \
   postfix slapd ldap-utils softhsm2 opensc postgresql knot knot-dnsutils unbound chromium prometheus \
-  docker-compose
+  docker-compose systemd
 
 .PHONY: test demo deps venv bench clean lint
 
