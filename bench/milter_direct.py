@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sealgate.milterclient import MilterResult
+from sealgate.milterclient import MilterProcess, MilterResult
 
 from . import inputs
 from .check_rate import parse_sizes
-from .milter_memory import running_milter, send
+from .milter_memory import send
 from .through_postfix import cpu_seconds
 
 
@@ -40,7 +40,8 @@ def measure(messages: int, size: int, level: str = "info") -> DirectResult:
         pki = inputs.pki_in(root / "pki")
         config = inputs.write_config(root / "gw", pki)
         raw = inputs.triple_wrapped(pki, size)
-        with running_milter(config, root / "gw" / "sealgate.sock", root / "milter.log", level) as proc:
+        with MilterProcess(config, root / "gw" / "sealgate.sock", root / "milter.log",
+                           "--log-level", level) as proc:
             results: list[MilterResult] = []
             for i in range(20):  # warm: caches, path validation
                 send(root / "gw" / "sealgate.sock", raw, results, f"W{i}")

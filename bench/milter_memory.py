@@ -15,16 +15,13 @@ should not scale with the message.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import subprocess
-import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sealgate.milterclient import MilterClient, MilterResult, split_message, wait_for_milter
+from sealgate.milterclient import MilterProcess, MilterResult, send_raw
 
 from . import inputs
 
@@ -57,30 +54,7 @@ def status_kib(pid: int, field: str) -> int:
 
 
 def send(sock: Path, raw: bytes, results: list[MilterResult], qid: str) -> None:
-    headers, body = split_message(raw)
-    with MilterClient(f"unix:{sock}", timeout=600) as client:
-        client.negotiate()
-        results.append(client.send_message(inputs.SENDER, list(inputs.RECIPIENTS), headers, body,
-                                           queue_id=qid))
-
-
-@contextlib.contextmanager
-def running_milter(config: Path, sock: Path, log_path: Path,
-                   level: str = "warning") -> Iterator[subprocess.Popen[bytes]]:
-    """``sealgate milter`` on ``config``, listening on ``sock``; terminated on exit."""
-    with log_path.open("wb") as milter_log:
-        proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config",
-                                 str(config), "--log-level", level], stderr=milter_log)
-    try:
-        try:
-            wait_for_milter(sock, proc)
-        except (RuntimeError, TimeoutError) as exc:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{exc}; its log:\n{tail}") from None
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    results.append(send_raw(sock, raw, inputs.SENDER, inputs.RECIPIENTS, qid, timeout=600))
 
 
 def measure(big_mb: float, concurrent: int, each_mb: float, *, work: Path | None = None,
@@ -94,7 +68,7 @@ def measure(big_mb: float, concurrent: int, each_mb: float, *, work: Path | None
         big = inputs.triple_wrapped(pki, int(big_mb * inputs.MB))
         small = inputs.triple_wrapped(pki, int(each_mb * inputs.MB))
         warm = inputs.triple_wrapped(pki, 10 * inputs.KB)
-        with running_milter(config, sock, root / "milter.log") as proc:
+        with MilterProcess(config, sock, root / "milter.log", "--log-level", "warning") as proc:
             results: list[MilterResult] = []
             send(sock, warm, results, "WARM")
             idle = status_kib(proc.pid, "VmRSS")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from gateway_helpers import write_config
 from sealgate import devmail as m
 from sealgate.devpki import TestPKI
 from sealgate.logging_setup import JsonFormatter, kv, render_fields, setup
-from sealgate.milterclient import MilterClient, split_message, wait_for_milter
+from sealgate.milterclient import MilterProcess
 
 MARKER = "body-marker-7f3a9c must never be logged"
 
@@ -29,19 +27,12 @@ def run_milter(folder: Path, pki: TestPKI, log_format: str,
     """Start the milter, push ``messages`` (raw, sender, rcpts, queue id), stop it; its stderr."""
     config = write_config(folder, pki)
     log = folder / "milter.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config",
-                                 str(config), "--log-format", log_format], stderr=out)
+    milter = MilterProcess(config, folder / "sealgate.sock", log, "--log-format", log_format)
     try:
-        wait_for_milter(folder / "sealgate.sock", proc)
         for raw, sender, rcpts, queue_id in messages:
-            headers, body = split_message(raw)
-            with MilterClient(f"unix:{folder / 'sealgate.sock'}") as client:
-                client.negotiate()
-                client.send_message(sender, rcpts, headers, body, queue_id=queue_id)
+            milter.send(raw, sender, rcpts, queue_id)
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        assert milter.stop() == 0
     return log.read_text()
 
 

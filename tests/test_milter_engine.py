@@ -18,37 +18,21 @@ from gateway_helpers import write_config
 
 from sealgate import devmail as m
 from sealgate.devpki import TestPKI, write_crl
-from sealgate.milterclient import MilterClient, MilterResult, split_message, wait_for_milter
+from sealgate.milterclient import MilterProcess, MilterResult, split_message
 
 BODY = m.text_entity("Hi Bob,\r\n\r\nnumbers attached.\r\n")
 
 
-class RunningMilter:
+class RunningMilter(MilterProcess):
     def __init__(self, folder: Path, config: Path) -> None:
         self.folder = folder
-        self.config = config
-        self.socket = folder / "sealgate.sock"
-        self.log = folder / "milter.log"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sealgate", "milter", "--config", str(config)], stderr=log)
-        wait_for_milter(self.socket, self.proc)
-
-    def send(self, raw: bytes, sender: str, recipients: list[str], queue_id: str = "TEST1") -> MilterResult:
-        headers, body = split_message(raw)
-        with MilterClient(f"unix:{self.socket}") as client:
-            client.negotiate()
-            return client.send_message(sender, recipients, headers, body, queue_id=queue_id)
+        super().__init__(config, folder / "sealgate.sock", folder / "milter.log")
 
     def peak_rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
         raise AssertionError("no VmHWM in /proc status")
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        return self.proc.wait(timeout=30)
 
 
 def _start(folder: Path, pki: TestPKI, **kw) -> Iterator[RunningMilter]:

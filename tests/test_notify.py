@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import email
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from quarantine_fixtures import ENVELOPE, VERDICT, Recorder
 from sealgate import devmail as m
 from sealgate.devpki import TestPKI
 from sealgate.devpostgres import free_port
-from sealgate.milterclient import MilterClient, split_message, wait_for_milter
+from sealgate.milterclient import MilterProcess, send_raw
 from sealgate.model import Finding
 from sealgate.notify import NotifySettings, held_notice, should_notify
 from sealgate.quarantine import SqliteQuarantine
@@ -83,30 +81,14 @@ def _milter(tmp_path: Path, pki: TestPKI, target: str,
     config.write_text(config.read_text().replace(
         "[quarantine]\n", f'[quarantine]\nnotify_sender = "internal"\nrelease_smtp = "{target}"\n'
                           'notify_from = "postmaster@example.com"\n'))
-    log = (folder / "milter.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config", str(config)],
-                            stderr=log)
-    log.close()
-    try:
-        wait_for_milter(folder / "sealgate.sock", proc)
+    with MilterProcess(config, folder / "sealgate.sock", folder / "milter.log"):
         yield folder, recorder, folder / "milter.log"
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _send_plain(folder: Path, queue_id: str) -> Any:
     raw = m.message(m.text_entity(f"Hello {MARK_BODY}\r\n"), "alice@example.com",
                     ["bob@example.com"], subject=MARK_SUBJECT)
-    headers, body = split_message(raw)
-    with MilterClient(f"unix:{folder / 'sealgate.sock'}") as client:
-        client.negotiate()
-        return client.send_message("alice@example.com", ["bob@example.com"], headers, body,
-                                   queue_id=queue_id)
+    return send_raw(folder / "sealgate.sock", raw, "alice@example.com", ["bob@example.com"], queue_id)
 
 
 def _wait_for(predicate: Any, what: str) -> None:

@@ -8,7 +8,6 @@ small tmpfs mounted by the test (root only) under a real ``sealgate milter``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -27,7 +26,7 @@ from quarantine_fixtures import ENVELOPE, VERDICT, StoreFactory
 
 from sealgate import devmail as m
 from sealgate.devpki import TestPKI
-from sealgate.milterclient import MilterClient, split_message, wait_for_milter
+from sealgate.milterclient import MilterProcess
 from sealgate.quarantine import SqliteQuarantine
 
 backend, factory, pg_server = qf.backend, qf.factory, qf.pg_server
@@ -114,16 +113,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def _milter(folder: Path, pki: TestPKI, quarantine: Path) -> subprocess.Popen[bytes]:
+def _milter(folder: Path, pki: TestPKI, quarantine: Path) -> MilterProcess:
     config = write_config(folder, pki)
     text = config.read_text().replace(f'path = "{folder}/quarantine"', f'path = "{quarantine}"')
     config.write_text(text)
-    log = (folder / "milter.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config", str(config)],
-                            stderr=log)
-    log.close()
-    wait_for_milter(folder / "sealgate.sock", proc)
-    return proc
+    return MilterProcess(config, folder / "sealgate.sock", folder / "milter.log")
 
 
 def test_full_disk_tempfails_in_the_milter_and_keeps_nothing_half(
@@ -134,29 +128,16 @@ def test_full_disk_tempfails_in_the_milter_and_keeps_nothing_half(
     try:
         body = m.text_entity("x" * (900 * 1024))  # plain internal mail: strict policy holds it
         raw = m.message(body, "alice@example.com", ["bob@example.com"])
-        headers, payload = split_message(raw)
-        with MilterClient(f"unix:{tmp_path / 'milter' / 'sealgate.sock'}") as client:
-            client.negotiate()
-            result = client.send_message("alice@example.com", ["bob@example.com"], headers,
-                                         payload, queue_id="FULL1")
+        result = proc.send(raw, "alice@example.com", ["bob@example.com"], queue_id="FULL1")
         assert result.outcome == "deferred", result
         assert result.reply is not None and result.reply.startswith("451 4.")
 
         # A small message still fits: the milter holds it, so nothing was wedged.
         small = m.message(m.text_entity("hello"), "alice@example.com", ["bob@example.com"])
-        headers, payload = split_message(small)
-        with MilterClient(f"unix:{tmp_path / 'milter' / 'sealgate.sock'}") as client:
-            client.negotiate()
-            held = client.send_message("alice@example.com", ["bob@example.com"], headers,
-                                       payload, queue_id="FULL2")
+        held = proc.send(small, "alice@example.com", ["bob@example.com"], queue_id="FULL2")
         assert held.outcome == "held", held
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        proc.stop()
     log = (tmp_path / "milter" / "milter.log").read_text()
     assert "No space left on device" in log
     store = SqliteQuarantine(quarantine)

@@ -20,7 +20,7 @@ from . import devmail as m
 from . import devnss
 from .devconfig import write_gateway_config
 from .devpki import TestPKI, build_pki
-from .milterclient import MilterClient, MilterResult, split_message, wait_for_milter
+from .milterclient import MilterProcess, MilterResult
 
 
 def scenarios(pki: TestPKI) -> list[tuple[str, str, list[str], bytes]]:
@@ -103,29 +103,20 @@ def run(folder: Path) -> int:
     subprocess.run([sys.executable, "-m", "sealgate", "config", "check", "--config", str(config)],
                    check=True)
     print(f"starting: sealgate milter --config {config}")
-    with (folder / "milter.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config",
-                                 str(config)], stderr=log)
+    (folder / "milter.log").unlink(missing_ok=True)
     try:
-        try:
-            wait_for_milter(sock, proc)
-        except (RuntimeError, TimeoutError) as exc:
-            raise SystemExit(f"{exc}; see {folder}/milter.log") from None
+        milter = MilterProcess(config, sock, folder / "milter.log")
+    except RuntimeError as exc:
+        raise SystemExit(f"{exc}; see {folder}/milter.log") from None
+    with milter:
         rows = []
         messages = folder / "messages"
         shutil.rmtree(messages, ignore_errors=True)
         messages.mkdir()
         for n, (what, sender, rcpts, raw) in enumerate(scenarios(pki), 1):
             (messages / f"{n:02d}.eml").write_bytes(raw)
-            headers, body = split_message(raw)
-            with MilterClient(f"unix:{sock}") as client:
-                client.negotiate()
-                result = client.send_message(sender, rcpts, headers, body,
-                                             queue_id=f"DEMO{n:04d}")
+            result = milter.send(raw, sender, rcpts, queue_id=f"DEMO{n:04d}")
             rows.append((str(n), what, result.outcome, _smime_of(result), _policy_of(result)))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     _print_table(["#", "message", "postfix would", "smime", "sealgate decision"], rows)
     print(f"\nmessages: {folder}/messages/NN.eml   milter log: {folder}/milter.log   "
           f"quarantine: {folder}/quarantine")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -244,3 +245,64 @@ def wait_for_milter(path: Path, proc: subprocess.Popen | None = None, timeout: f
                 pass
         time.sleep(0.05)
     raise TimeoutError(f"no milter listening on {path} after {timeout:.0f} s")
+
+
+def send_raw(socket_path: Path, raw: bytes, sender: str, recipients: Iterable[str],
+             queue_id: str = "TEST1", timeout: float = 60.0) -> MilterResult:
+    """One message (exact bytes) over a new milter connection, as Postfix per SMTP session."""
+    headers, body = split_message(raw)
+    with MilterClient(f"unix:{socket_path}", timeout=timeout) as client:
+        client.negotiate()
+        return client.send_message(sender, list(recipients), headers, body, queue_id=queue_id)
+
+
+class MilterProcess:
+    """``sealgate milter --config CONFIG`` as a child process (tests, benchmarks, the demo).
+
+    Started and ready (listening on ``socket``) when the constructor returns;
+    stderr goes to ``log``. ``stop`` sends SIGTERM (the milter drains and exits)
+    and kills it only if it does not exit in time, so nothing is left running.
+    """
+
+    def __init__(self, config: Path, socket_path: Path, log: Path, *extra_args: str) -> None:
+        self.config, self.socket, self.log = config, socket_path, log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config",
+                                          str(config), *extra_args], stderr=out)
+        try:
+            wait_for_milter(socket_path, self.proc)
+        except BaseException as exc:
+            self.kill()
+            if isinstance(exc, RuntimeError | TimeoutError):
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{exc}; its log:\n{tail}") from None
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, raw: bytes, sender: str, recipients: Iterable[str],
+             queue_id: str = "TEST1") -> MilterResult:
+        return send_raw(self.socket, raw, sender, recipients, queue_id)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait; the exit status (a kill after ``timeout`` raises TimeoutExpired)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def __enter__(self) -> MilterProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

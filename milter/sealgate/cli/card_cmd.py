@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 from cryptography.hazmat.primitives import serialization
 
-from . import main
+from . import F, main
 from .endpoint_common import (
     card_options,
     card_settings,
@@ -81,14 +81,23 @@ def init(config_path: str | None, module: str | None, token: str | None, key_lab
     click.echo(f"card {token} initialised")
 
 
+def holder_options(func: F) -> F:
+    """--email, --name, --key-type: who the key pair on the card is for, and its kind."""
+    for option in reversed([
+        click.option("--email", required=True, metavar="ADDRESS", help="The card holder's mail address."),
+        click.option("--name", "common_name", required=True, help="The card holder's name (subject CN)."),
+        click.option("--key-type", type=click.Choice(["rsa2048", "rsa3072", "ec256"]), default="rsa2048",
+                     show_default=True, help="Key pair generated on the card."),
+    ]):
+        func = option(func)
+    return func
+
+
 @card.command("enroll")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Publish the certificate to this configuration's directory.")
 @card_options
-@click.option("--email", required=True, metavar="ADDRESS", help="The card holder's mail address.")
-@click.option("--name", "common_name", required=True, help="The card holder's name (subject CN).")
-@click.option("--key-type", type=click.Choice(["rsa2048", "rsa3072", "ec256"]), default="rsa2048",
-              show_default=True, help="Key pair generated on the card.")
+@holder_options
 @click.option("--ca", "ca_folder", required=True, type=click.Path(file_okay=False, exists=True),
               help="CA folder (sealgate ca init) that issues the certificate.")
 @click.option("--ca-pin-file", type=click.Path(dir_okay=False), default=None,
@@ -193,10 +202,7 @@ def unblock(config_path: str | None, module: str | None, token: str | None, key_
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Configuration with a [card] section (optional).")
 @card_options
-@click.option("--email", required=True, metavar="ADDRESS", help="The card holder's mail address.")
-@click.option("--name", "common_name", required=True, help="The card holder's name (subject CN).")
-@click.option("--key-type", type=click.Choice(["rsa2048", "rsa3072", "ec256"]), default="rsa2048",
-              show_default=True, help="Key pair generated on the card.")
+@holder_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="Write the request (PEM) here (default: standard output).")
 @errors_to_exit

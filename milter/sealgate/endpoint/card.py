@@ -386,16 +386,8 @@ class CardKey:
     def __init__(self, card: Card, certificate: asn1x509.Certificate,
                  chain: Sequence[asn1x509.Certificate] = ()) -> None:
         self.card = card
-        self._certificate = certificate
-        self._chain = tuple(chain)
-
-    @property
-    def certificate(self) -> asn1x509.Certificate:
-        return self._certificate
-
-    @property
-    def chain(self) -> tuple[asn1x509.Certificate, ...]:
-        return self._chain
+        self.certificate = certificate
+        self.chain = tuple(chain)
 
     def sign_digest(self, digest: bytes, hash_name: str) -> bytes:
         return self.card.sign_digest(digest, hash_name)

@@ -59,8 +59,8 @@ class SoftwareKey:
                  certificate: asn1x509.Certificate,
                  chain: tuple[asn1x509.Certificate, ...] = ()) -> None:
         self._key = key
-        self._certificate = certificate
-        self._chain = chain
+        self.certificate = certificate
+        self.chain = tuple(chain)
         self.operations = 0
 
     @classmethod
@@ -75,14 +75,6 @@ class SoftwareKey:
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise EndpointError(f"{key_path}: only RSA and EC keys are supported")
         return cls(key, load_certificates(cert_path, key="--cert")[0])
-
-    @property
-    def certificate(self) -> asn1x509.Certificate:
-        return self._certificate
-
-    @property
-    def chain(self) -> tuple[asn1x509.Certificate, ...]:
-        return self._chain
 
     def sign_digest(self, digest: bytes, hash_name: str) -> bytes:
         self.operations += 1
