@@ -14,6 +14,7 @@ import pytest
 from sealgate import devmail
 from sealgate.devpki import TestPKI as _PKI
 from sealgate.model import EncryptedLayer, Inspection, PlainLayer, SignedLayer, SignerInput
+from sealgate.smime.cmsfields import as_signer_fields
 from sealgate.smime.limits import Limits
 from sealgate.smime.structure import inspect
 
@@ -31,10 +32,9 @@ def mail(entity: bytes, pki: _PKI) -> bytes:
 
 
 def message_digest(signer: SignerInput) -> bytes:
-    for attr in signer.signer_info["signed_attrs"]:
-        if attr["type"].native == "message_digest":
-            return attr["values"][0].native
-    raise AssertionError("no messageDigest attribute")
+    digest = as_signer_fields(signer.signer_info).message_digest
+    assert digest is not None, "no messageDigest attribute"
+    return digest
 
 
 def signed_range(msg: bytes) -> bytes:
@@ -146,8 +146,7 @@ def test_encrypted_records_cipher_and_recipients(pki, entity, cipher, name, bits
     assert (layer.content_algorithm, layer.content_key_bits, layer.authenticated) == (
         name, bits, authenticated)
     assert len(layer.recipients) == 3
-    serials = {r.chosen["rid"].chosen["serial_number"].native for r in layer.recipients
-               if r.name == "ktri"}
+    serials = {rid.serial for r in layer.recipients if r.kind == "ktri" for rid in r.rids}
     assert pki["bob"].cert.serial_number in serials
 
 

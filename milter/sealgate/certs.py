@@ -17,13 +17,25 @@ from asn1crypto.core import Asn1Value, Choice
 from cryptography import x509 as cx509
 from cryptography.x509.oid import ObjectIdentifier
 
+_ADDRESSES = "_sealgate_addresses"
+
 
 def certificate_addresses(cert: x509.Certificate) -> tuple[str, ...]:
     """rfc822Name subjectAltNames, then PKCS #9 emailAddress attributes of the subject.
 
     RFC 8550 §3: receiving agents must recognise both. Lower-cased (SPEC §4:
     compare case-insensitively), deduplicated, first occurrence order kept.
+    Kept on the object, as :func:`fingerprint` is (a parsed certificate never changes).
     """
+    known = getattr(cert, _ADDRESSES, None)
+    if known is not None:
+        return tuple(known)
+    addresses = _addresses(cert)
+    setattr(cert, _ADDRESSES, addresses)
+    return addresses
+
+
+def _addresses(cert: x509.Certificate) -> tuple[str, ...]:
     found: list[str] = []
     try:
         san = cert.subject_alt_name_value
@@ -71,6 +83,14 @@ _NAME_KEY = "_sealgate_name_key"
 @functools.lru_cache(maxsize=4096)
 def _name_key(der: bytes) -> str:
     return x509.Name.load(der).hashable
+
+
+def name_key_of(der: bytes) -> str:
+    """:func:`name_key` of a Name's DER encoding."""
+    try:
+        return _name_key(der)
+    except (ValueError, TypeError):
+        return "undecodable:" + der.hex()
 
 
 def name_key(name: x509.Name) -> str:
@@ -165,6 +185,28 @@ def _warm(cert: x509.Certificate, der: bytes) -> None:
     setattr(cert, _FINGERPRINT, hashlib.sha256(der).digest())
 
 
+_ISSUER_DER = "_sealgate_issuer_der"
+_ID = "_sealgate_id"
+
+
+def issuer_der(cert: x509.Certificate) -> bytes:
+    """The issuer Name's encoding, kept on the object (compared for every signer)."""
+    known = getattr(cert, _ISSUER_DER, None)
+    if known is None:
+        known = encoded(cert.issuer)
+        setattr(cert, _ISSUER_DER, known)
+    return bytes(known)
+
+
+def issuer_serial(cert: x509.Certificate) -> tuple[str, int]:
+    """(issuer :func:`name_key`, serial number): how CRLs and RecipientInfos name a certificate."""
+    known = getattr(cert, _ID, None)
+    if known is None:
+        known = (name_key(cert.issuer), cert.serial_number)
+        setattr(cert, _ID, known)
+    return known  # type: ignore[no-any-return]
+
+
 def serial_hex(cert: x509.Certificate) -> str:
     return format(cert.serial_number, "x")
 
@@ -175,6 +217,11 @@ def name_rfc4514(name: x509.Name) -> str:
         der = encoded(name)
     except (ValueError, TypeError):
         return _name_rfc4514(name)
+    return _rfc4514_of(der)
+
+
+def name_rfc4514_of(der: bytes) -> str:
+    """:func:`name_rfc4514` of a Name's DER encoding."""
     return _rfc4514_of(der)
 
 

@@ -49,6 +49,8 @@ def complete_envelope(envelope: Envelope | None, inspection: Inspection,
     Without an envelope (``sealgate check``), the sender defaults to the From:
     address and the recipients to To: and Cc: (SPEC §7).
     """
+    if envelope is not None and envelope.from_header is not None:
+        return envelope  # the milter read From: as it arrived
     from_addrs = header_addresses([inspection.header("From")])
     from_header = from_addrs[0] if from_addrs else None
     if envelope is None:

@@ -13,15 +13,17 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from asn1crypto import cms, x509
+from asn1crypto import x509
 
 from .addresses import is_internal
 from .certs import (
     certificate_addresses,
     describe,
     fingerprint,
-    name_key,
+    issuer_serial,
+    name_key_of,
     name_rfc4514,
+    name_rfc4514_of,
     serial_hex,
 )
 from .codes import TRANSIENT_CODES, Code, Direction
@@ -40,6 +42,7 @@ from .model import (
     SignerReport,
 )
 from .smime import algorithms
+from .smime.cmsfields import SignerFields, as_signer_fields
 from .smime.verify import describe_sid, find_signer_certificate, signing_time, verify_signature
 from .trust import TrustStore
 
@@ -77,18 +80,17 @@ def visible_layers(root: Layer | None) -> tuple[list[SignedLayer], EncryptedLaye
 
 
 def cert_key(cert: x509.Certificate) -> tuple[str, int]:
-    return name_key(cert.issuer), cert.serial_number
+    return issuer_serial(cert)
 
 
-def _signer_report(layer: SignedLayer, cert: x509.Certificate | None, signer_info: cms.SignerInfo,
+def _signer_report(layer: SignedLayer, cert: x509.Certificate | None, signer_info: SignerFields,
                    result: str) -> SignerReport:
     claimed = signing_time(signer_info)
     when = claimed.isoformat() if claimed else None
     if cert is None:
-        sid = signer_info["sid"]
-        if sid.name == "issuer_and_serial_number":
-            serial = format(sid.chosen["serial_number"].native, "x")
-            issuer = name_rfc4514(sid.chosen["issuer"])
+        if signer_info.sid_issuer is not None:
+            serial = format(signer_info.sid_serial, "x")
+            issuer = name_rfc4514_of(signer_info.sid_issuer)
         else:
             serial, issuer = "", describe_sid(signer_info)
         return SignerReport(None, (), serial, issuer, result, layer.where, None, when)
@@ -124,7 +126,7 @@ def judge_signers(layers: list[SignedLayer], trust: TrustStore, directory: Direc
 def _judge_signer(layer: SignedLayer, signer: SignerInput, trust: TrustStore, directory: Directory,
                   at: dt.datetime, now: dt.datetime, out: _Collector,
                   notes: list[str]) -> SignerReport:
-    info = signer.signer_info
+    info = as_signer_fields(signer.signer_info)
     try:
         cert = find_signer_certificate(info, layer.certificates, directory)
     except DirectoryUnavailable as exc:
@@ -147,24 +149,14 @@ def _judge_signer(layer: SignedLayer, signer: SignerInput, trust: TrustStore, di
     return _signer_report(layer, cert, info, str(findings[0].code) if findings else PASS)
 
 
-def _recipient_ids(layer: EncryptedLayer) -> Iterator[tuple[str, object, x509.Name | None]]:
-    """Each RecipientInfo's key: ("iss", (issuer name key, serial), issuer) or ("ski", bytes, None)."""
-    for ri in layer.recipients:
-        kind, value = ri.name, ri.chosen
-        if kind == "ktri":
-            rids = [value["rid"]]
-        elif kind == "kari":
-            rids = [rek["rid"] for rek in value["recipient_encrypted_keys"]]
-        else:  # kekri, pwri, ori: not addressed to a certificate
-            continue
-        for rid in rids:
-            if rid.name == "issuer_and_serial_number":
-                ias = rid.chosen
-                yield "iss", (name_key(ias["issuer"]), ias["serial_number"].native), ias["issuer"]
-            elif rid.name == "subject_key_identifier":
-                yield "ski", rid.chosen.native, None
-            else:  # r_key_id
-                yield "ski", rid.chosen["subjectKeyIdentifier"].native, None
+def _recipient_ids(layer: EncryptedLayer) -> Iterator[tuple[str, object, bytes | None]]:
+    """Each RecipientInfo's key: ("iss", (issuer name key, serial), issuer DER) or ("ski", bytes, None)."""
+    for ri in layer.recipients:  # kekri, pwri, ori have no rids: not addressed to a certificate
+        for rid in ri.rids:
+            if rid.issuer is not None:
+                yield "iss", (name_key_of(rid.issuer), rid.serial), rid.issuer
+            else:
+                yield "ski", rid.key_id, None
 
 
 def _ski(cert: x509.Certificate) -> bytes | None:
@@ -180,7 +172,7 @@ def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains
     ``extra_certs`` (the certificates the message's signatures carry) may hold the
     intermediate CAs between a recipient's published certificate and the anchors.
     """
-    by_serial: dict[tuple[str, int], x509.Name] = {}
+    by_serial: dict[tuple[str, int], bytes] = {}
     by_ski: set[bytes] = set()
     for kind, key, issuer in _recipient_ids(layer):
         if kind == "iss" and issuer is not None:
@@ -194,11 +186,11 @@ def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains
     # recipient-revoked: the content key is wrapped for a revoked certificate (RFC 5280 §5.3).
     revoked_keys: set[tuple[str, int]] = set()
     for (issuer_key, serial), issuer in sorted(by_serial.items(), key=lambda kv: kv[0]):
-        if trust.is_revoked(issuer, serial, now):
+        if trust.is_revoked_key(issuer_key, serial, now):
             revoked_keys.add((issuer_key, serial))
             out.add(Code.RECIPIENT_REVOKED,
                     f"part {layer.where}: encrypted to revoked certificate serial {serial:x} "
-                    f"issued by {name_rfc4514(issuer)}")
+                    f"issued by {name_rfc4514_of(issuer)}")
     for ski in sorted(by_ski):
         try:
             cert = directory.find_by_key_identifier(ski)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from asn1crypto import cms, x509
 
 from .codes import Action, AuthResult, Code, Direction
+from .smime.cmsfields import RecipientFields, SignerFields
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class SignerInput:
     when the digest algorithm is unknown.
     """
 
-    signer_info: cms.SignerInfo
+    signer_info: SignerFields | cms.SignerInfo  # asn1crypto's: built by tests and tools
     content_digests: list[bytes]
     econtent_type: str  # asn1crypto name ("data", "signed_data", ...) or dotted OID
 
@@ -68,7 +69,7 @@ class EncryptedLayer:
     authenticated: bool  # authEnveloped-data (RFC 5083)
     content_algorithm: str  # asn1crypto algorithm name ("aes256_cbc") or dotted OID
     content_key_bits: int | None
-    recipients: list[cms.RecipientInfo]
+    recipients: list[RecipientFields]
     kind: str = "encrypted"
 
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 
 from ..codes import Code
 from ..model import Finding
+from .cmsfields import SignerFields, as_signer_fields
 
 # digest name -> (hashlib name, cryptography hash class)
 _DIGESTS: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
@@ -129,13 +130,13 @@ def weak_public_key(public_key: keys.PublicKeyInfo) -> str | None:
     return None
 
 
-def signature_hash_name(signer_info: cms.SignerInfo) -> str | None:
+def signature_hash_name(signer_info: SignerFields | cms.SignerInfo) -> str | None:
     """The hash a signatureAlgorithm names itself (``sha1_rsa`` -> sha1, PSS -> its parameter)."""
     try:
-        sig_alg = signer_info["signature_algorithm"]
-        name = sig_alg["algorithm"].native
+        si = as_signer_fields(signer_info)
+        name = si.signature_name
         if name == "rsassa_pss":
-            params = sig_alg["parameters"]
+            params = si.signature_algorithm_asn1()["parameters"]
             return str(params["hash_algorithm"]["algorithm"].native)
         if "_" in name and name.split("_", 1)[1] in ("rsa", "dsa", "ecdsa"):
             return str(name.split("_", 1)[0])
@@ -149,14 +150,14 @@ def signature_hash_name(signer_info: cms.SignerInfo) -> str | None:
 # ---------------------------------------------------------------- findings
 
 
-def signer_weak_findings(signer_info: cms.SignerInfo,
+def signer_weak_findings(signer_info: SignerFields | cms.SignerInfo,
                          cert: asn1_x509.Certificate | None,
                          where: str = "") -> list[Finding]:
     """weak-algorithm findings for one SignerInfo: digest, signature hash, signer key."""
     at = f" in part {where}" if where else ""
     details: list[str] = []
     try:
-        digest_alg = signer_info["digest_algorithm"]["algorithm"].dotted
+        digest_alg: str | None = as_signer_fields(signer_info).digest_oid
     except (ValueError, TypeError, KeyError):
         digest_alg = None
     if digest_alg is not None:

@@ -1,9 +1,13 @@
 """The outer CMS structures, walked as a stream (RFC 5652, RFC 5083, RFC 3274).
 
 Big content (the eContent of SignedData, compressed data) is streamed to a
-sink; the small pieces around it are read whole, bounded, and parsed with
-asn1crypto. Encrypted content is never read: once the content-encryption
-algorithm is known there is nothing more the gateway can see.
+sink; the small pieces around it are read whole, bounded, and parsed: the
+per-message SignerInfos and RecipientInfos by :mod:`.cmsfields` (asn1crypto
+for encodings that are not plain DER), algorithm identifiers with asn1crypto
+once per distinct encoding, certificates once per encoding
+(:func:`sealgate.certs.shared_certificate`). Encrypted content is never read:
+once the content-encryption algorithm is known there is nothing more the
+gateway can see.
 """
 
 from __future__ import annotations
@@ -11,11 +15,22 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from asn1crypto import algos, cms, x509
 
 from ..certs import encoded, shared_certificate
 from .ber import CONTEXT, INTEGER, OCTET_STRING, OID, SEQUENCE, SET, UNIVERSAL, BerReader, Tlv
+from .cmsfields import (
+    RecipientFields,
+    SignerFields,
+    Unusual,
+    parse_recipient_infos,
+    parse_signer_infos,
+    recipient_fields_of,
+    signer_fields_of,
+    split_elements,
+)
 from .limits import Malformed
 
 Sink = Callable[[bytes], object]
@@ -54,6 +69,16 @@ def _certificates(raw: bytes, r: BerReader, offset: int) -> list[x509.Certificat
     are parsed for structure, as :func:`_load` does, and left out.
     """
     try:
+        elements = split_elements(raw)
+    except Unusual:
+        elements = None
+    if elements is not None and all(ident == 0x30 for ident, _der in elements):
+        # Only certificates, in DER: no need to parse the set with asn1crypto first.
+        try:
+            return [shared_certificate(der) for _ident, der in elements]
+        except Exception as exc:  # noqa: BLE001 - asn1crypto raises assorted types on bad input
+            raise Malformed(f"{r.what}: bad certificates at byte {offset} ({exc})") from None
+    try:
         found = []
         for choice in cms.CertificateSet.load(raw, strict=True):
             if choice.name == "certificate":
@@ -79,6 +104,63 @@ def read_oid(r: BerReader, what: str) -> str:
         return _oid_name(raw)
     except (ValueError, TypeError) as exc:
         raise Malformed(f"{r.what}: bad {what} at byte {tlv.offset} ({exc})") from None
+
+
+def _cached(parse: Callable[[bytes], Any], raw: bytes, what: str, r: BerReader, offset: int) -> Any:
+    """``parse(raw)`` (an lru-cached function of the encoding); its failure is malformed here."""
+    try:
+        return parse(raw)
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises assorted types on bad input
+        raise Malformed(f"{r.what}: bad {what} at byte {offset} ({exc})") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_names(raw: bytes) -> tuple[str, ...]:
+    # The same digestAlgorithms SET comes with every message of a client: 5 µs each time.
+    digests = cms.DigestAlgorithms.load(raw, strict=True)
+    digests._parse_children(recurse=True)
+    return tuple(str(d["algorithm"].native) for d in digests)
+
+
+@functools.lru_cache(maxsize=256)
+def _content_algorithm(raw: bytes) -> tuple[str, int | None]:
+    """(asn1crypto name or dotted OID, key bits or None) of a contentEncryptionAlgorithm."""
+    alg = algos.EncryptionAlgorithm.load(raw, strict=True)
+    alg._parse_children(recurse=True)
+    name = str(alg["algorithm"].native)
+    bits: int | None
+    try:
+        bits = alg.key_length * 8
+    except (ValueError, KeyError, TypeError):
+        bits = None  # unknown to asn1crypto: the algorithm check judges the name
+    return name, bits
+
+
+F = TypeVar("F")
+
+
+def _infos(raw: bytes, r: BerReader, offset: int, what: str, fast: Callable[[bytes], list[F]],
+           spec: Any, convert: Callable[[Any], F]) -> list[F]:
+    """SignerInfos or RecipientInfos: the fast DER reader, else asn1crypto as it always was."""
+    try:
+        return fast(raw)
+    except Unusual:  # not plain DER: asn1crypto reads it
+        pass
+    infos = _load(spec, raw, what, r, offset)
+    try:
+        return [convert(info) for info in infos]
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises assorted types on bad input
+        raise Malformed(f"{r.what}: bad {what} at byte {offset} ({exc})") from None
+
+
+def _signer_infos(raw: bytes, r: BerReader, offset: int) -> list[SignerFields]:
+    return _infos(raw, r, offset, "signerInfos", parse_signer_infos, cms.SignerInfos,
+                  signer_fields_of)
+
+
+def _recipient_infos(raw: bytes, r: BerReader, offset: int) -> list[RecipientFields]:
+    return _infos(raw, r, offset, "recipientInfos", parse_recipient_infos, cms.RecipientInfos,
+                  recipient_fields_of)
 
 
 @functools.lru_cache(maxsize=256)
@@ -118,7 +200,7 @@ class SignedDataInfo:
     econtent_type: str
     has_content: bool
     certificates: list[x509.Certificate]
-    signer_infos: list[cms.SignerInfo]
+    signer_infos: list[SignerFields]
 
 
 def read_signed_data(r: BerReader, limit: int,
@@ -127,8 +209,7 @@ def read_signed_data(r: BerReader, limit: int,
     seq = r.expect(UNIVERSAL, SEQUENCE, "SignedData SEQUENCE", constructed=True)
     _skip_integer(r, "SignedData version")
     tlv = r.expect(UNIVERSAL, SET, "digestAlgorithms SET", constructed=True)
-    digests = _load(cms.DigestAlgorithms, r.raw(tlv, limit), "digestAlgorithms", r, tlv.offset)
-    names = [str(d["algorithm"].native) for d in digests]
+    names = list(_cached(_digest_names, r.raw(tlv, limit), "digestAlgorithms", r, tlv.offset))
     encap = r.expect(UNIVERSAL, SEQUENCE, "encapContentInfo SEQUENCE", constructed=True)
     etype = read_oid(r, "eContentType")
     has_content = False
@@ -149,16 +230,16 @@ def read_signed_data(r: BerReader, limit: int,
     if tag == (CONTEXT, 1):
         r.skip(r.header())  # CRLs: the trust store brings its own
     tlv = r.expect(UNIVERSAL, SET, "signerInfos SET", constructed=True)
-    infos = _load(cms.SignerInfos, r.raw(tlv, limit), "signerInfos", r, tlv.offset)
+    infos = _signer_infos(r.raw(tlv, limit), r, tlv.offset)
     close(r, seq)
-    return SignedDataInfo(names, etype, has_content, certificates, list(infos))
+    return SignedDataInfo(names, etype, has_content, certificates, infos)
 
 
 @dataclass
 class EnvelopedInfo:
     content_algorithm: str
     content_key_bits: int | None
-    recipients: list[cms.RecipientInfo]
+    recipients: list[RecipientFields]
 
 
 def read_enveloped_data(r: BerReader, limit: int) -> EnvelopedInfo:
@@ -168,19 +249,13 @@ def read_enveloped_data(r: BerReader, limit: int) -> EnvelopedInfo:
     if r.peek_tag() == (CONTEXT, 0):
         r.skip(r.header())  # originatorInfo: certificates for key agreement, not needed here
     tlv = r.expect(UNIVERSAL, SET, "recipientInfos SET", constructed=True)
-    recipients = _load(cms.RecipientInfos, r.raw(tlv, limit), "recipientInfos", r, tlv.offset)
+    recipients = _recipient_infos(r.raw(tlv, limit), r, tlv.offset)
     r.expect(UNIVERSAL, SEQUENCE, "encryptedContentInfo SEQUENCE", constructed=True)
     read_oid(r, "encrypted contentType")
     tlv = r.expect(UNIVERSAL, SEQUENCE, "contentEncryptionAlgorithm", constructed=True)
-    alg = _load(algos.EncryptionAlgorithm, r.raw(tlv, limit), "contentEncryptionAlgorithm",
-                r, tlv.offset)
-    name = str(alg["algorithm"].native)
-    bits: int | None
-    try:
-        bits = alg.key_length * 8
-    except (ValueError, KeyError, TypeError):
-        bits = None  # unknown to asn1crypto: the algorithm check judges the name
-    return EnvelopedInfo(name, bits, list(recipients))
+    name, bits = _cached(_content_algorithm, r.raw(tlv, limit), "contentEncryptionAlgorithm",
+                         r, tlv.offset)
+    return EnvelopedInfo(name, bits, recipients)
 
 
 def read_compressed_data(r: BerReader, sink: Sink) -> None:

@@ -15,9 +15,6 @@ import zlib
 from contextlib import ExitStack
 from typing import IO
 
-from asn1crypto import cms
-from asn1crypto.core import Void
-
 from ..model import (
     CompressedLayer,
     EncryptedLayer,
@@ -31,6 +28,7 @@ from ..model import (
 from ..spool import sealed_spool
 from . import cms as cmswalk
 from .ber import BerReader
+from .cmsfields import SignerFields
 from .digest import hash_range, hash_until_delimiter, micalg_names
 from .limits import InputError, Limits, Malformed, TooComplex
 from .mime import (
@@ -301,16 +299,10 @@ class _Inflate:
             data = self.z.unconsumed_tail
 
 
-def _digest_name(si: cms.SignerInfo) -> str | None:
-    name = si["digest_algorithm"]["algorithm"].native
+def _digest_name(si: SignerFields) -> str | None:
+    name = si.digest_name
     return name if name in cmswalk.HASHLIB_NAMES else None
 
 
-def _message_digest(si: cms.SignerInfo) -> bytes | None:
-    attrs = si["signed_attrs"]
-    if isinstance(attrs, Void):  # no signed attributes: the signature is over the content
-        return None
-    for attr in attrs:
-        if attr["type"].native == "message_digest" and len(attr["values"]):
-            return attr["values"][0].native
-    return None
+def _message_digest(si: SignerFields) -> bytes | None:
+    return si.message_digest

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from typing import Any
 
 from asn1crypto import cms, x509
-from asn1crypto.core import Void
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
@@ -24,11 +22,12 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from ..certs import encoded, name_rfc4514
+from ..certs import encoded, issuer_der, name_rfc4514, name_rfc4514_of
 from ..codes import Code
 from ..directory.base import Directory
 from ..model import Finding, SignerInput
 from .algorithms import hash_algorithm
+from .cmsfields import CONTENT_TYPE, MESSAGE_DIGEST, SignerFields, as_signer_fields, octets_value, oid_value
 
 _DATA_OID = "1.2.840.113549.1.7.1"
 
@@ -40,12 +39,7 @@ class _Bad(Exception):
 # ---------------------------------------------------------------- signer certificate
 
 
-def _sid_parts(signer_info: cms.SignerInfo) -> tuple[str, Any]:
-    sid = signer_info["sid"]
-    return sid.name, sid.chosen
-
-
-def find_signer_certificate(signer_info: cms.SignerInfo,
+def find_signer_certificate(signer_info: SignerFields | cms.SignerInfo,
                             certificates: list[x509.Certificate],
                             directory: Directory | None) -> x509.Certificate | None:
     """The certificate the ``sid`` names: the CMS certificates first, then the directory.
@@ -56,18 +50,16 @@ def find_signer_certificate(signer_info: cms.SignerInfo,
     found, or a sid that cannot be read — the engine reports it.
     """
     try:
-        kind, value = _sid_parts(signer_info)
-        if kind == "issuer_and_serial_number":
-            issuer_der = encoded(value["issuer"])
-            serial = value["serial_number"].native
+        si = as_signer_fields(signer_info)
+        if si.sid_issuer is not None:
             for cert in certificates:
-                if cert.serial_number == serial and encoded(cert.issuer) == issuer_der:
+                if cert.serial_number == si.sid_serial and issuer_der(cert) == si.sid_issuer:
                     return cert
-            if directory is not None:
-                return directory.find_by_issuer_serial(value["issuer"], serial)
+            if directory is not None and si.sid_serial is not None:
+                return directory.find_by_issuer_serial(si.issuer, si.sid_serial)
             return None
-        if kind == "subject_key_identifier":
-            ski = bytes(value.native)
+        if si.sid_key_id is not None:
+            ski = si.sid_key_id
             for cert in certificates:
                 if _key_identifier_matches(cert, ski):
                     return cert
@@ -89,14 +81,13 @@ def _key_identifier_matches(cert: x509.Certificate, ski: bytes) -> bool:
         return False
 
 
-def describe_sid(signer_info: cms.SignerInfo) -> str:
+def describe_sid(signer_info: SignerFields | cms.SignerInfo) -> str:
     """``serial 1f... issued by CN=...`` or ``key identifier ab12...`` from the sid alone."""
     try:
-        kind, value = _sid_parts(signer_info)
-        if kind == "issuer_and_serial_number":
-            return (f"serial {format(value['serial_number'].native, 'x')} "
-                    f"issued by {name_rfc4514(value['issuer'])}")
-        return f"key identifier {bytes(value.native).hex()}"
+        si = as_signer_fields(signer_info)
+        if si.sid_issuer is not None:
+            return f"serial {format(si.sid_serial, 'x')} issued by {name_rfc4514_of(si.sid_issuer)}"
+        return f"key identifier {(si.sid_key_id or b'').hex()}"
     except (ValueError, TypeError, KeyError):
         return "unreadable signer identifier"
 
@@ -104,19 +95,12 @@ def describe_sid(signer_info: cms.SignerInfo) -> str:
 # ---------------------------------------------------------------- signing time
 
 
-def signing_time(signer_info: cms.SignerInfo) -> datetime | None:
+def signing_time(signer_info: SignerFields | cms.SignerInfo) -> datetime | None:
     """The signingTime signed attribute (RFC 5652 §11.3), timezone-aware, or None."""
     try:
-        attrs = signer_info["signed_attrs"]
-        if isinstance(attrs, Void):
-            return None
-        for attr in attrs:
-            if attr["type"].native == "signing_time":
-                value = attr["values"][0].native
-                return value if isinstance(value, datetime) else None
+        return as_signer_fields(signer_info).signing_time
     except (ValueError, TypeError, KeyError, IndexError):
         return None
-    return None
 
 
 # ---------------------------------------------------------------- signature
@@ -133,32 +117,23 @@ def verify_signature(signer: SignerInput, cert: x509.Certificate) -> Finding | N
 
 
 def _verify(signer: SignerInput, cert: x509.Certificate) -> None:
-    si = signer.signer_info
     try:
-        digest_alg = si["digest_algorithm"]["algorithm"]
-        digest_name = digest_alg.native
-        sig_alg = si["signature_algorithm"]
-        sig_name = sig_alg["algorithm"].native
-        signature = bytes(si["signature"].native)
-        attrs = si["signed_attrs"]
-        has_attrs = not isinstance(attrs, Void)
+        si = as_signer_fields(signer.signer_info)
     except (ValueError, TypeError, KeyError) as exc:
         raise _Bad(f"SignerInfo cannot be read ({exc})") from None
+    sig_name = si.signature_name
+    signature = si.signature
 
-    hash_alg = hash_algorithm(digest_alg.dotted)
+    hash_alg = hash_algorithm(si.digest_oid)
     if hash_alg is None or not signer.content_digests:
-        raise _Bad(f"unknown digest algorithm {digest_name}")
+        raise _Bad(f"unknown digest algorithm {si.digest_name}")
 
-    if has_attrs:
-        _check_signed_attributes(signer, attrs)
-        try:
-            # RFC 5652 §5.4: the signature covers the DER SET OF; take the bytes
-            # as received and swap the [0] IMPLICIT tag for SET (0x31).
-            received = encoded(attrs)
-        except (ValueError, TypeError) as exc:
-            raise _Bad(f"signed attributes cannot be encoded ({exc})") from None
-        signed = b"\x31" + received[1:]
-        _check_value(sig_name, sig_alg, hash_alg, cert, signature, signed, prehashed=False)
+    if si.signed_attrs is not None:
+        _check_signed_attributes(signer, si)
+        # RFC 5652 §5.4: the signature covers the DER SET OF; take the bytes
+        # as received and swap the [0] IMPLICIT tag for SET (0x31).
+        signed = b"\x31" + si.signed_attrs[1:]
+        _check_value(sig_name, si, hash_alg, cert, signature, signed, prehashed=False)
         return
 
     # RFC 5652 §5.3: signedAttrs MUST be present when eContentType is not id-data.
@@ -167,13 +142,14 @@ def _verify(signer: SignerInput, cert: x509.Certificate) -> None:
     last = _Bad("no content digest to check")
     for candidate in signer.content_digests:
         try:
-            _check_value(sig_name, sig_alg, hash_alg, cert, signature, candidate, prehashed=True)
+            _check_value(sig_name, si, hash_alg, cert, signature, candidate, prehashed=True)
             return
         except _Bad as bad:
             last = bad
     raise last
 
 
+@functools.lru_cache(maxsize=256)
 def _content_type_oid(name_or_oid: str) -> str:
     try:
         return str(cms.ContentType(name_or_oid).dotted)
@@ -181,23 +157,20 @@ def _content_type_oid(name_or_oid: str) -> str:
         return name_or_oid
 
 
-def _check_signed_attributes(signer: SignerInput, attrs: cms.CMSAttributes) -> None:
+def _check_signed_attributes(signer: SignerInput, si: SignerFields) -> None:
     """RFC 5652 §5.3/§11: exactly one contentType and one messageDigest, single-valued."""
     content_types: list[str] = []
     digests: list[bytes] = []
     try:
-        for attr in attrs:
-            attr_type = attr["type"].dotted
-            if attr_type == "1.2.840.113549.1.9.3":  # contentType
-                values = attr["values"]
-                if len(values) != 1:
+        for attr in si.attributes:
+            if attr.type == CONTENT_TYPE:
+                if len(attr.values) != 1:
                     raise _Bad("contentType attribute must have exactly one value")
-                content_types.append(values[0].dotted)
-            elif attr_type == "1.2.840.113549.1.9.4":  # messageDigest
-                values = attr["values"]
-                if len(values) != 1:
+                content_types.append(oid_value(attr.values[0]))
+            elif attr.type == MESSAGE_DIGEST:
+                if len(attr.values) != 1:
                     raise _Bad("messageDigest attribute must have exactly one value")
-                digests.append(bytes(values[0].native))
+                digests.append(octets_value(attr.values[0]))
     except _Bad:
         raise
     except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -214,11 +187,11 @@ def _check_signed_attributes(signer: SignerInput, attrs: cms.CMSAttributes) -> N
         raise _Bad("messageDigest does not match the content (content altered)")
 
 
-def _check_value(sig_name: str, sig_alg: object, hash_alg: hashes.HashAlgorithm,
+def _check_value(sig_name: str, si: SignerFields, hash_alg: hashes.HashAlgorithm,
                  cert: x509.Certificate, signature: bytes, data: bytes, *,
                  prehashed: bool) -> None:
     try:
-        public_key = _public_key(encoded(cert.public_key))
+        public_key = _public_key_of(cert)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise _Bad(f"certificate public key cannot be loaded ({exc})") from None
     algorithm: hashes.HashAlgorithm | Prehashed = Prehashed(hash_alg) if prehashed else hash_alg
@@ -226,7 +199,7 @@ def _check_value(sig_name: str, sig_alg: object, hash_alg: hashes.HashAlgorithm,
         if sig_name == "rsassa_pss":
             if not isinstance(public_key, rsa.RSAPublicKey):
                 raise _Bad("RSA-PSS signature but the certificate key is not RSA")
-            pss, pss_hash = _pss_padding(sig_alg)
+            pss, pss_hash = _pss_padding(si)
             if prehashed:
                 if pss_hash.name != hash_alg.name:
                     raise _Bad("RSA-PSS hash differs from the digest algorithm")
@@ -259,10 +232,17 @@ def _check_value(sig_name: str, sig_alg: object, hash_alg: hashes.HashAlgorithm,
         raise _Bad(f"{_label(sig_name)} signature cannot be checked ({exc})") from None
 
 
-@functools.lru_cache(maxsize=1024)
-def _public_key(der: bytes) -> PublicKeyTypes:
-    # The same signers come back all day; cryptography's key objects are immutable.
-    return load_der_public_key(der)
+_PUBLIC_KEY = "_sealgate_public_key"
+
+
+def _public_key_of(cert: x509.Certificate) -> PublicKeyTypes:
+    # The same signers come back all day (one shared parsed certificate each,
+    # sealgate.certs.shared_certificate); cryptography's key objects are immutable.
+    known = getattr(cert, _PUBLIC_KEY, None)
+    if known is None:
+        known = load_der_public_key(encoded(cert.public_key))
+        setattr(cert, _PUBLIC_KEY, known)
+    return known  # type: ignore[no-any-return]
 
 
 def _label(sig_name: str) -> str:
@@ -275,10 +255,10 @@ def _label(sig_name: str) -> str:
     return sig_name
 
 
-def _pss_padding(sig_alg: object) -> tuple[padding.PSS, hashes.HashAlgorithm]:
+def _pss_padding(si: SignerFields) -> tuple[padding.PSS, hashes.HashAlgorithm]:
     """RFC 4055 §3.1: hash, MGF1 hash and salt length come from the parameters."""
     try:
-        params = sig_alg["parameters"]  # type: ignore[index]
+        params = si.signature_algorithm_asn1()["parameters"]
         hash_name = params["hash_algorithm"]["algorithm"].dotted
         mgf = params["mask_gen_algorithm"]
         if mgf["algorithm"].native != "mgf1":

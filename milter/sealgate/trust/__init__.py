@@ -34,6 +34,7 @@ from pathlib import Path
 
 from asn1crypto import pem, x509
 
+from ..certs import name_key
 from ..errors import ConfigError
 from ..model import Finding
 from .crl import CrlEntry, CrlIndex, is_url, read_crl_file
@@ -158,7 +159,12 @@ class TrustStore:
     def is_revoked(self, issuer: x509.Name, serial: int,
                    now: datetime | None = None) -> bool | None:
         """Is (issuer, serial) on the issuer's current CRL? None: no CRL valid now for it."""
-        return self._validator.is_revoked(issuer, serial, now or _now())
+        return self._validator.is_revoked(name_key(issuer), serial, now or _now())
+
+    def is_revoked_key(self, issuer_key: str, serial: int,
+                       now: datetime | None = None) -> bool | None:
+        """:meth:`is_revoked` for an issuer given by its :func:`sealgate.certs.name_key`."""
+        return self._validator.is_revoked(issuer_key, serial, now or _now())
 
 
 def _read_crls(sources: Iterable[str | Path],

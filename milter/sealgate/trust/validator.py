@@ -166,8 +166,8 @@ class Validator:
         findings.extend(revocation)
         return TrustResult(findings, notes, path.certs)
 
-    def is_revoked(self, issuer: x509.Name, serial: int, now: datetime) -> bool | None:
-        entry = self.crls.current_by_name(name_key(issuer), _aware(now))
+    def is_revoked(self, issuer_key: str, serial: int, now: datetime) -> bool | None:
+        entry = self.crls.current_by_name(issuer_key, _aware(now))
         if entry is None:
             return None
         return serial in entry.revoked
