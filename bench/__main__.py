@@ -1,9 +1,10 @@
 """``make bench``: every figure of issue 7 next to its baselines, measured in one run.
 
-    .venv/bin/python -m bench [--quick] [--only offline,postfix,memory] [--runs 3] ...
+    .venv/bin/python -m bench [--quick] [--only offline,direct,postfix,memory] [--runs 3] ...
 
 Builds its own inputs (throwaway PKI, ``openssl cms`` messages), then runs
-the offline engine (:mod:`bench.check_rate`), the Postfix runs
+the offline engine (:mod:`bench.check_rate`), sealgate and the no-op milter
+without Postfix (:mod:`bench.milter_direct`), the Postfix runs
 (:mod:`bench.through_postfix`, as root) and the memory runs
 (:mod:`bench.milter_memory`), and prints one table with PASS/MISS per
 target. Progress goes to stderr, the table to stdout. About 2 minutes on the
@@ -20,10 +21,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import check_rate, inputs, milter_memory, through_postfix
+from . import check_rate, inputs, milter_direct, milter_memory, through_postfix
 from .timing import median
 
-PARTS = ("offline", "postfix", "memory")
+PARTS = ("offline", "direct", "postfix", "memory")
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         out += ["", "1. Offline engine: Gateway.evaluate in one process, warm (strict policy, files "
                 "directory); medians", check_rate.report(result)]
         targets += offline_targets(result)
+
+    if "direct" in parts:
+        progress("direct: sealgate and the no-op milter, one message at a time, no Postfix")
+        direct = milter_direct.measure(200 if args.quick else 500, 10 * inputs.KB,
+                                       runs=3 if args.quick else 5)
+        out += ["", "2a. Milters without Postfix (sealgate's own milter client, one connection per "
+                "message)", milter_direct.report(direct)]
 
     if "postfix" in parts:
         if os.geteuid() != 0:

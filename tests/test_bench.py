@@ -100,11 +100,14 @@ def test_memory_run_reports_peaks() -> None:
     assert bench_main.memory_targets(result)[0].ok is not None
 
 
-def test_direct_milter_run_reports_cpu_per_message() -> None:
-    result = milter_direct.measure(40, 10 * inputs.KB)  # > a few clock ticks of milter CPU
+def test_direct_milter_run_reports_cpu_per_message_beside_the_noop() -> None:
+    result = milter_direct.measure(40, 10 * inputs.KB, runs=1)  # > a few clock ticks of CPU
     assert result.outcomes == ("delivered",)  # accepted: the timed path is the full verdict
-    assert result.cpu_ms > 0 and result.wall_ms > 0
-    assert "milter CPU" in milter_direct.report(result)
+    assert result.noop.outcomes == {"delivered"}
+    # CPU comes from /proc in clock ticks: the no-op may use less than one in a short run
+    assert result.cpu_ms > 0 and result.wall_ms > 0 and result.noop.cpu >= 0 < result.noop.wall
+    assert len(result.sealgate.cpu_ms) == len(result.noop.cpu_ms) == 1
+    assert "no-op" in milter_direct.report(result)
 
 
 @pytest.mark.slow
