@@ -267,3 +267,98 @@ def test_large_triple_wrap_streams(pki, tmp_path):
         insp = inspect(f)
     assert (insp.structure, insp.findings) == ("signed(encrypted)", [])
     assert message_digest(insp.root.signers[0]) == insp.root.signers[0].content_digests[0]
+
+
+# ---------------------------------------------------------------- the streaming pieces
+
+class _Chunks:
+    """A stream handing over ``data`` in chunks of ``size`` (``next_chunk``), or by ``read``."""
+
+    def __init__(self, data: bytes, size: int, chunked: bool = True) -> None:
+        self.data, self.size, self.pos = data, size, 0
+        if not chunked:
+            self.next_chunk = None  # type: ignore[assignment]
+
+    def next_chunk(self) -> bytes:
+        out = self.data[self.pos:self.pos + self.size]
+        self.pos += len(out)
+        return out
+
+    def read(self, n: int) -> bytes:
+        out = self.data[self.pos:self.pos + min(n, self.size)]
+        self.pos += len(out)
+        return out
+
+
+def _walk(reader, limit: int = 1 << 20) -> list:  # noqa: ANN001
+    """Every TLV's header fields and primitive contents, depth first, as a reader sees them."""
+    out = []
+
+    def one(tlv, depth: int) -> None:  # noqa: ANN001
+        out.append((tlv.cls, tlv.constructed, tlv.number, tlv.length, tlv.header, tlv.offset, depth))
+        if not tlv.constructed:
+            out.append(reader.raw(tlv, limit))
+            return
+        while reader.more(tlv):
+            one(reader.header(), depth + 1)
+
+    while not reader.at_eof():
+        one(reader.header(), 0)
+    return out
+
+
+def test_ber_reader_reads_the_same_whatever_the_chunks(pki, tmp_path):
+    from sealgate.smime.ber import BerReader
+    from sealgate.smime.limits import Malformed
+
+    der = _openssl_ber(pki, devmail.text_entity(BODY * 300), tmp_path)  # indefinite lengths
+    want = _walk(BerReader(_Chunks(der, len(der))))
+    assert len(want) > 50
+    for size in (1, 2, 3, 7, 13, 1000):
+        for chunked in (True, False):
+            assert _walk(BerReader(_Chunks(der, size, chunked))) == want, (size, chunked)
+    for cut in (1, 5, 100, len(der) // 2):
+        errors = set()
+        for size in (1, 7, len(der)):
+            with pytest.raises(Malformed) as exc:
+                _walk(BerReader(_Chunks(der[:-cut], size)))
+            errors.add(str(exc.value))
+        assert len(errors) == 1, errors
+
+
+@pytest.mark.parametrize("lf", [False, True])
+@pytest.mark.parametrize("big", [False, True])
+def test_header_block_ends_at_the_first_blank_line_of_either_kind(lf, big):
+    from sealgate.smime.mime import Cursor, read_header_block
+
+    head = b"Subject: x\r\nX-Folded: a\r\n b\r\n"
+    if lf:
+        head = head.replace(b"\r\n", b"\n")
+    other = b"\n\r\n" if lf else b"\n\n"  # a blank line of the other kind, later on
+    body = b"text" + other + b"more\r\n" + (b"y" * 100 + b"\r\n") * (12_000 if big else 1)  # > 1 MiB
+    msg = head + (b"\n" if lf else b"\r\n") + body
+    head_block = read_header_block(Cursor(io.BytesIO(msg), 0, len(msg)), 0, Limits(), "1")
+    assert head_block.fields == [("Subject", "x"), ("X-Folded", "a b")]
+    assert msg[head_block.body_start:] == body
+
+
+@pytest.mark.parametrize("body", [
+    b"--b\r\nfirst\r\n--b--\r\n",  # the delimiter first of all
+    b"content\r\nmore\r\n--b\r\nsig\r\n--b--\r\n",
+    b"content\nmore\n--b\nsig\n--b--\n",  # bare LF
+    b"content\r\n--bq\r\n--b \t\r\nsig\r\n",  # a look-alike, then blanks after the boundary
+    b"content\r\n--bq\r\nno delimiter at all\r\n",
+    b"content, no line end",
+])
+def test_hashing_until_the_delimiter_in_place_or_streamed(body):
+    from sealgate.smime.digest import hash_until_delimiter
+    from sealgate.smime.mime import Cursor
+
+    msg = b"preamble\r\n" + body
+    start = len(b"preamble\r\n")
+    f = io.BytesIO(msg)
+    streamed = hash_until_delimiter(f, start, len(msg), b"b", {"sha256", "sha1"})
+    cur = Cursor(f, 0, len(msg))
+    in_place = hash_until_delimiter(f, start, len(msg), b"b", {"sha256", "sha1"}, cur)
+    assert cur.held(start, len(msg)) is not None  # it was hashed where it was
+    assert in_place == streamed

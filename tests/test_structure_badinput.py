@@ -298,3 +298,39 @@ def test_lines_that_only_look_like_delimiters_cost_little_time(ctype):
     insp = run(msg)
     assert time.perf_counter() - started < 2.0  # a Python loop per line takes about 4 s here
     assert isinstance(insp, Inspection)
+
+
+def _spoil_base64(msg: bytes, from_end: int) -> bytes:
+    """``msg`` with one base64 character of its last body line ``from_end`` lines up made "!"."""
+    lines = msg.split(b"\r\n")
+    k = max(i for i, line in enumerate(lines) if re.fullmatch(rb"[A-Za-z0-9+/]{40,}", line)) - from_end
+    lines[k] = lines[k][:10] + b"!" + lines[k][11:]
+    return b"\r\n".join(lines)
+
+
+def test_bad_base64_beyond_what_enveloped_data_needs_is_malformed(pki):
+    # The reader needs only the recipients and the cipher, but the chunk they come
+    # in is checked whole: bad base64 later in a small body is still found.
+    entity = devmail.text_entity("x" * 6000)
+    msg = devmail.message(devmail.encrypt(entity, [pki["bob"]]), pki["alice"].email, [pki["bob"].email])
+    assert (run(msg).structure, run(msg).findings) == ("encrypted", [])
+    insp = run(_spoil_base64(msg, 1))
+    assert codes(insp) == {"malformed"}
+    assert "invalid base64 near byte" in insp.findings[0].detail
+
+
+def test_encrypted_content_past_the_first_chunk_is_never_read(pki):
+    # Streaming: enveloped-data is read up to its cipher; a large body's later chunks
+    # (here spoilt) are not even decoded.
+    entity = devmail.binary_attachment(200_000)
+    msg = devmail.message(devmail.encrypt(entity, [pki["bob"]]), pki["alice"].email, [pki["bob"].email])
+    insp = run(_spoil_base64(msg, 1))
+    assert (insp.structure, insp.findings) == ("encrypted", [])
+
+
+def test_bad_padding_in_a_small_body_is_malformed(samples):
+    body_end = samples["encrypted"].rstrip().rindex(b"\r\n")
+    msg = samples["encrypted"][:body_end] + b"\r\nQU==QUJD\r\n"
+    insp = run(msg)
+    assert codes(insp) == {"malformed"}
+    assert "invalid base64" in insp.findings[0].detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 
@@ -26,4 +27,13 @@ def is_internal(address: str, internal_domains: Iterable[str]) -> bool:
     is not internal for ``["example.com"]``. The null sender is never internal.
     """
     domain = domain_of(address)
-    return bool(domain) and domain in {d.lower().rstrip(".") for d in internal_domains}
+    if not domain:
+        return False
+    if isinstance(internal_domains, tuple):  # the config's: the same tuple for every message
+        return domain in _domain_set(internal_domains)
+    return domain in {d.lower().rstrip(".") for d in internal_domains}
+
+
+@functools.lru_cache(maxsize=16)
+def _domain_set(internal_domains: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(d.lower().rstrip(".") for d in internal_domains)

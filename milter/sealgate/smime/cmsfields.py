@@ -76,14 +76,33 @@ def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     return ident, start, stop
 
 
-def _check_nested(buf: bytes, pos: int, end: int, depth: int = 0) -> None:
-    """Every TLV in [pos, end) is well formed and its children nest inside it."""
+def _check_nested(buf: bytes, pos: int, end: int) -> None:
+    """Every TLV in [pos, end) is well formed and its children nest inside it.
+
+    The same pieces recur message after message (issuer names, a client's
+    S/MIME capabilities, algorithm parameters): their answer is cached by
+    their bytes.
+    """
+    if pos < end and not _well_nested(bytes(buf[pos:end])):
+        raise Unusual
+
+
+@functools.lru_cache(maxsize=1024)
+def _well_nested(data: bytes) -> bool:
+    try:
+        _walk_nested(data, 0, len(data), 0)
+    except Unusual:
+        return False
+    return True
+
+
+def _walk_nested(buf: bytes, pos: int, end: int, depth: int) -> None:
     while pos < end:
         ident, start, stop = _tlv(buf, pos, end)
         if ident & 0x20:
             if depth > 32:
                 raise Unusual
-            _check_nested(buf, start, stop, depth + 1)
+            _walk_nested(buf, start, stop, depth + 1)
         pos = stop
 
 

@@ -13,7 +13,7 @@ import re
 from typing import IO
 
 from .limits import Malformed
-from .mime import CHUNK, Cursor, Delimiter, delimiter_at
+from .mime import CHUNK, Cursor, Delimiter, delimiter_at, delimiter_in
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 # micalg values (RFC 8551 §3.5.3.2, RFC 5751 used "sha1", older clients "sha-1") -> hashlib
@@ -22,19 +22,34 @@ MICALG = {"md5": "md5", "sha-1": "sha1", "sha1": "sha1", "sha-224": "sha224", "s
           "sha-512": "sha512", "sha512": "sha512"}
 
 
+_CONSTRUCTED = frozenset(MICALG.values())
+
+
+def _new_hash(name: str, data: memoryview) -> hashlib._Hash:
+    """``hashlib.new(name, data)`` by the named constructor: a Python call less (1 µs)."""
+    make = getattr(hashlib, name, None) if name in _CONSTRUCTED else None
+    return make(data) if make is not None else hashlib.new(name, data)
+
+
 def micalg_names(micalg: str | None) -> set[str]:
     names = {MICALG.get(v.strip().lower(), "") for v in (micalg or "").split(",")} - {""}
     return names or {"sha256"}
 
 
-def hash_until_delimiter(f: IO[bytes], pos: int, end: int, boundary: bytes,
-                         names: set[str]) -> tuple[Delimiter | None, dict[str, bytes] | None]:
+def hash_until_delimiter(f: IO[bytes], pos: int, end: int, boundary: bytes, names: set[str],
+                         cur: Cursor | None = None) -> tuple[Delimiter | None, dict[str, bytes] | None]:
     """Find the delimiter after the line start ``pos``; digest the raw bytes before it.
 
     Same answer as :func:`mime.find_delimiter`; digests None when a line merely looked
     like a delimiter (hostile content: the caller falls back to find_delimiter, then hashes);
     the digests cover [pos, delimiter.content_end), or [pos, end) if none is found.
+    ``cur``, a Cursor on ``f`` ending at ``end``, may already hold the bytes (a small
+    message): they are then searched and hashed where they are, not read again.
     """
+    if cur is not None and cur.end == end:
+        held = cur.held(pos, end)
+        if held is not None:
+            return _hash_held(cur, held[0], held[1], pos, end, boundary, names)
     hashers = [hashlib.new(n) for n in sorted(names)]
     verify = Cursor(f, pos, end, chunk=64 * 1024)
     dash = b"--" + boundary
@@ -44,11 +59,14 @@ def hash_until_delimiter(f: IO[bytes], pos: int, end: int, boundary: bytes,
             return found, {n: h.digest() for n, h in zip(sorted(names), hashers, strict=True)}
     pat = b"\n" + dash
     hold = len(pat)  # a partial match, and the CR before it, stay unhashed until decided
-    buf = bytearray(CHUNK + hold)
+    # No bigger than the region: a zeroed megabyte for a 10 KB message was a tenth of its
+    # whole inspection.
+    size = max(0, min(CHUNK, end - pos))
+    buf = bytearray(size + hold)
     view = memoryview(buf)
     base, have, read_at = pos, 0, pos  # buf[0:have] holds bytes [base, base + have)
     while True:
-        n = min(CHUNK, end - read_at)
+        n = min(size, end - read_at)
         got = 0
         if n > 0:
             f.seek(read_at)
@@ -76,16 +94,43 @@ def hash_until_delimiter(f: IO[bytes], pos: int, end: int, boundary: bytes,
         have = keep
 
 
+def _hash_held(cur: Cursor, buf: bytes | bytearray, base: int, pos: int, end: int, boundary: bytes,
+               names: set[str]) -> tuple[Delimiter | None, dict[str, bytes] | None]:
+    """:func:`hash_until_delimiter` on bytes [pos, end) held at ``buf[pos - base:]``."""
+    dash = b"--" + boundary
+    found: Delimiter | None = None
+    stop = end
+    if buf.startswith(dash, pos - base):
+        found = delimiter_in(cur, buf, base, pos, pos, dash)
+        if found is not None:
+            stop = pos
+    if found is None:
+        i = buf.find(b"\n" + dash, pos - base, end - base)
+        if i >= 0:
+            # the line end before the delimiter belongs to it (RFC 2046 §5.1.1)
+            content_end = base + i - (1 if base + i > pos and buf[i - 1] == 0x0D else 0)
+            found = delimiter_in(cur, buf, base, base + i + 1, content_end, dash)
+            if found is None:
+                return None, None
+            stop = found.content_end
+    with memoryview(buf) as view:
+        part = view[pos - base:stop - base]
+        digests = {n: _new_hash(n, part).digest() for n in sorted(names)}
+        part.release()
+    return found, digests
+
+
 def hash_range(f: IO[bytes], start: int, end: int, names: set[str],
                canonical: bool) -> dict[str, bytes]:
     """Digests of bytes [start, end) of ``f``; ``canonical``: each bare LF hashed as CRLF."""
     hashers = {n: hashlib.new(n) for n in names}
-    buf = bytearray(CHUNK)
+    size = max(0, min(CHUNK, end - start))  # no bigger than the range (see above)
+    buf = bytearray(size)
     view = memoryview(buf)
     pos, last_cr = start, False
     while pos < end:
         f.seek(pos)
-        got = f.readinto(view[:min(CHUNK, end - pos)])  # type: ignore[attr-defined]
+        got = f.readinto(view[:min(size, end - pos)])  # type: ignore[attr-defined]
         if not got:
             raise Malformed(f"file shorter than expected at byte {pos}")
         pos += got

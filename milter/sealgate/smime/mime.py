@@ -1,8 +1,10 @@
 """Streaming MIME: header blocks, Content-Type parameters, boundaries, bodies.
 
-Everything works on byte ranges of one seekable file through a :class:`Cursor`
-that holds at most a couple of chunks, so no body is ever read whole. Lines may
-end in CRLF or a bare LF (a message stored by a Unix MTA).
+Everything works on byte ranges of one seekable file through a :class:`Cursor`:
+a range up to 1 MiB (what the spool keeps in memory anyway) is read whole, once,
+and worked on in place; a larger one through at most a couple of chunks, so no
+large body is ever read whole. Lines may end in CRLF or a bare LF (a message
+stored by a Unix MTA).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import IO
 from .limits import Limits, Malformed, TooComplex
 
 CHUNK = 1024 * 1024
+WHOLE = 1024 * 1024  # a Cursor's range this small is read whole, once (as the spool keeps it)
 MAX_DELIMITER_LINE = 1024  # RFC 2046 §5.1.1: boundary ≤ 70 chars, plus "--", "--" and LWSP
 
 
@@ -27,16 +30,23 @@ class Cursor:
         self.f, self.start, self.end, self.max_chunk = f, start, end, chunk
         self.chunk = min(chunk, 16 * 1024)  # grows while reading on: often a header is all
         # One reused buffer: a fresh megabyte per read costs page faults (measured: ~40%).
-        self._buf = bytearray(0)
+        # A small range is one bytes object instead, read at the first access: its
+        # delimiters and header lines are then found without reading it again.
+        self._buf: bytearray | bytes = bytearray(0)
         self._len = 0
         self._base = start
 
     def _load(self, pos: int) -> None:
-        """Make the buffer begin at ``pos`` and hold up to one chunk."""
+        """Make the buffer begin at ``pos`` and hold up to one chunk (or the whole range)."""
+        if self.start <= pos and self.end - self.start <= WHOLE:
+            self.f.seek(self.start)
+            self._buf = self.f.read(max(0, self.end - self.start))
+            self._len, self._base = len(self._buf), self.start
+            return
         if self._len and self._base < pos <= self._base + self._len:  # reading on
             self.chunk = min(self.chunk * 2, self.max_chunk)
         n = max(0, min(self.chunk, self.end - pos))
-        if len(self._buf) < n:
+        if len(self._buf) < n or not isinstance(self._buf, bytearray):
             self._buf = bytearray(n)
         self.f.seek(pos)
         self._len = self.f.readinto(memoryview(self._buf)[:n]) or 0  # type: ignore[attr-defined]
@@ -44,6 +54,10 @@ class Cursor:
 
     def get(self, pos: int, n: int) -> bytes:
         """Up to ``n`` bytes at ``pos`` (fewer at the end of the range)."""
+        i = pos - self._base
+        j = min(pos + n, self.end) - self._base
+        if 0 <= i and j <= self._len:  # buffered: the usual case, a dozen times a message
+            return bytes(self._buf[i:j]) if i < j else b""
         n = max(0, min(n, self.end - pos))
         if not (self._base <= pos and pos + n <= self._base + self._len):
             if n > self.chunk:
@@ -52,6 +66,46 @@ class Cursor:
             self._load(pos)
         i = pos - self._base
         return bytes(self._buf[i:min(i + n, self._len)])
+
+    def within(self, start: int, end: int) -> Cursor:
+        """A Cursor on [start, end) of the same file, sharing what this one has read whole."""
+        sub = Cursor(self.f, start, end, self.max_chunk)
+        if isinstance(self._buf, bytes) and self._base <= start and end <= self._base + self._len:
+            sub._buf, sub._base, sub._len = self._buf, self._base, end - self._base
+        return sub
+
+    def held(self, pos: int, stop: int) -> tuple[bytes | bytearray, int] | None:
+        """(buffer, its position) if the buffer holds [pos, stop), to work on in place.
+
+        A small range is read whole for that at the first access.
+        """
+        if self._len == 0 and self.start <= pos and self.end - self.start <= WHOLE:
+            self._load(pos)
+        if self._base <= pos and stop <= self._base + self._len:
+            return self._buf, self._base
+        return None
+
+    def blank_line(self, pos: int, stop: int) -> tuple[int, int]:
+        """(position, length) of the first b"\\n\\n" or b"\\n\\r\\n" in [pos, stop), or (-1, 0)."""
+        stop = min(stop, self.end)
+        held = self.held(pos, stop)
+        if held is not None:  # searched in place
+            buf, base = held
+            i = buf.find(b"\n\r\n", pos - base, stop - base)
+            j = buf.find(b"\n\n", pos - base, i + 3 if i >= 0 else stop - base)
+            if j >= 0:  # it cannot start at i or i + 1
+                return base + j, 2
+            return (base + i, 3) if i >= 0 else (-1, 0)
+        # The blank line ends in the line end the header lines use: look for that kind
+        # first, then for the other only before it (each search used to run to ``stop``,
+        # reading up to 256 KB of body for a header block of a few hundred bytes).
+        nl = self.find(b"\n", pos, stop)
+        kinds = (b"\n\r\n", b"\n\n") if nl > pos and self.get(nl - 1, 1) == b"\r" else (b"\n\n", b"\n\r\n")
+        i = self.find(kinds[0], pos, stop)
+        j = self.find(kinds[1], pos, i + 3 if i >= 0 else stop)
+        if j >= 0 and (i < 0 or j < i):
+            return j, len(kinds[1])
+        return (i, len(kinds[0])) if i >= 0 else (-1, 0)
 
     def find(self, pat: bytes, pos: int, stop: int | None = None) -> int:
         """Absolute position of ``pat`` in [pos, stop), or -1."""
@@ -113,8 +167,8 @@ class HeaderBlock:
     problems: list[str] = field(default_factory=list)  # malformed, but parseable
 
     def get(self, name: str) -> list[str]:
-        lname = name.lower()
-        return [v for k, v in self.fields if k.lower() == lname]
+        lname, n = name.lower(), len(name)
+        return [v for k, v in self.fields if len(k) == n and k.lower() == lname]
 
     def first(self, name: str) -> str | None:
         values = self.get(name)
@@ -131,10 +185,8 @@ def read_header_block(cur: Cursor, pos: int, limits: Limits, where: str) -> Head
     if first.startswith(b"\n") or first == b"\r\n":
         return HeaderBlock([], pos, pos + (1 if first.startswith(b"\n") else 2))
     stop = pos + limits.max_header_bytes
-    ends = [(i, n) for i, n in ((cur.find(b"\n\n", pos, stop), 2),
-                                (cur.find(b"\n\r\n", pos, stop), 3)) if i >= 0]
-    if ends:
-        i, n = min(ends)
+    i, n = cur.blank_line(pos, stop)
+    if i >= 0:
         block_end, body_start = i + 1, i + n
     elif stop >= cur.end:
         block_end = body_start = cur.end  # headers only, no body
@@ -147,10 +199,11 @@ def read_header_block(cur: Cursor, pos: int, limits: Limits, where: str) -> Head
     fields: list[tuple[str, bytes]] = []
     problems: list[str] = []
     offset = pos
+    check_lines = len(raw) > limits.max_header_line
     for line in raw.split(b"\n"):
         here, offset = offset, offset + len(line) + 1
         line = line.rstrip(b"\r")
-        if len(line) > limits.max_header_line:
+        if check_lines and len(line) > limits.max_header_line:
             raise TooComplex(f"part {where}: header {_name_of(line)} at byte {here} has a line "
                              f"longer than {limits.max_header_line} bytes")
         if not line:
@@ -239,6 +292,33 @@ def _rfc2231_value(parts: list[tuple[str, bool]]) -> str:
 
 
 def _split_params(value: str) -> list[str]:
+    """The ``;``-separated items of ``value``, quoted strings kept, comments left out."""
+    if "(" not in value and "\\" not in value:
+        # Common case, without comments or quoted pairs: only quoted strings protect a
+        # ";". Splitting at the quotes costs a tenth of the loop below (18 µs a message),
+        # at the ";" alone less again when no quoted string holds one.
+        segments = value.split('"')
+        if ";" not in "".join(segments[1::2]):
+            return value.split(";")
+        out: list[str] = []
+        item = ""
+        for k, seg in enumerate(segments):
+            if k % 2:  # inside a quoted string (to its end if unterminated)
+                item += '"' + seg
+                continue
+            if k:
+                item += '"'
+            first, *more = seg.split(";")
+            item += first
+            for piece in more:
+                out.append(item)
+                item = piece
+        out.append(item)
+        return out
+    return _split_params_slowly(value)
+
+
+def _split_params_slowly(value: str) -> list[str]:
     out, cur, quoted, depth, esc = [], [], False, 0, False
     for ch in value:
         if esc:
@@ -270,6 +350,8 @@ def _split_params(value: str) -> list[str]:
 
 def _unquote(val: str) -> str:
     if len(val) >= 2 and val[0] == '"' and val[-1] == '"':
+        if "\\" not in val:
+            return val[1:-1]
         out, esc = [], False
         for ch in val[1:-1]:
             if esc or ch != "\\":
@@ -293,6 +375,17 @@ class Delimiter:
 def find_delimiter(cur: Cursor, pos: int, boundary: bytes) -> Delimiter | None:
     """The next delimiter line of ``boundary`` at or after the line start ``pos`` (RFC 2046 §5.1.1)."""
     dash = b"--" + boundary
+    held = cur.held(pos, cur.end)
+    if held is not None:  # the usual case first, in place (a small message)
+        buf, base = held
+        p = pos - base
+        if not buf.startswith(dash, p):
+            i = buf.find(b"\n" + dash, p, cur.end - base)
+            if i >= 0:
+                content_end = base + i - (1 if i > p and buf[i - 1] == 0x0D else 0)
+                d = delimiter_in(cur, buf, base, base + i + 1, content_end, dash)
+                if d is not None:
+                    return d
     if cur.get(pos, len(dash)) == dash:
         d = delimiter_at(cur, pos, pos, dash)
         if d:
@@ -337,6 +430,21 @@ def delimiter_at(cur: Cursor, line_start: int, content_end: int, dash: bytes) ->
     return None
 
 
+def delimiter_in(cur: Cursor, buf: bytes | bytearray, base: int, line_start: int, content_end: int,
+                 dash: bytes) -> Delimiter | None:
+    """:func:`delimiter_at` on ``buf``, bytes that ``cur`` holds from ``base`` to its end."""
+    a = line_start - base
+    nl = buf.find(b"\n", a, min(a + MAX_DELIMITER_LINE + 1, cur.end - base))
+    if nl < 0:
+        return delimiter_at(cur, line_start, content_end, dash)
+    token = buf[a:nl].rstrip(b"\r").rstrip(b" \t")
+    if token == dash:
+        return Delimiter(content_end, base + nl + 1, False)
+    if token == dash + b"--":
+        return Delimiter(content_end, base + nl + 1, True)
+    return None
+
+
 def delimiter_token(line: bytes | None) -> bytes | None:
     return None if line is None else line.rstrip(b" \t")
 
@@ -363,6 +471,23 @@ class _Buffered:
 
     def _fill(self) -> bytes:
         raise NotImplementedError
+
+    def next_chunk(self) -> bytes:
+        """The rest of the current chunk, else the next one (b"" at the end).
+
+        What :class:`~.ber.BerReader` buffers itself: it then slices TLV headers
+        out of a chunk instead of calling ``read`` for a few bytes at a time.
+        """
+        if self._off < len(self._buf):
+            data = self._buf[self._off:]
+            self._buf, self._off = b"", 0
+            return data
+        # The chunk stays referenced (as consumed) until the next one, as with read(): the
+        # allocator then reuses its memory (measured: a third fewer page faults, -8% on a
+        # 10 MB signed-data body).
+        data = self._fill()
+        self._buf, self._off = data, len(data)
+        return data
 
     def read(self, n: int) -> bytes:
         off = self._off
@@ -403,19 +528,38 @@ class RegionStream(_Buffered):
         return data
 
 
-class Base64Stream(_Buffered):
-    """Decodes base64 on demand; any character outside the alphabet is malformed."""
+_LAZY = 64 * 1024  # chunks up to this size may be decoded piece by piece; the check costs
+# a pass (0.25 ns a byte), a loss where everything is decoded anyway (signed content)
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
-    def __init__(self, raw: RegionStream, where: str) -> None:
+
+class Base64Stream(_Buffered):
+    """Decodes base64 on demand; any character outside the alphabet is malformed.
+
+    Each chunk read is checked whole, as it always was: a bad character anywhere
+    in it is malformed even if the reader stops before it. With ``partly`` (the
+    body is likely to be read only in part), a small chunk that checks out is
+    decoded in growing pieces, as the reader wants them: enveloped-data needs
+    only its first kilobytes (the recipients and the cipher), and decoding the
+    rest of a small body was a twentieth of its message's inspection. Either
+    way the same bytes come out, and the same errors at the same points.
+    """
+
+    def __init__(self, raw: RegionStream, where: str, partly: bool = False) -> None:
         super().__init__()
-        self.raw, self.where = raw, where
+        self.raw, self.where, self.partly = raw, where, partly
         self._left = b""
         self._padded = False
+        self._todo = b""  # checked base64 of the current chunk; [self._done:] not yet decoded
+        self._done = 0
+        self._piece = 2048  # base64 characters decoded at once, a multiple of 4; grows
 
     def _fill(self) -> bytes:
+        if self._done < len(self._todo):
+            return self._decode_piece()
         while True:
             at = self.raw.pos
-            data = self.raw.read(self.raw._chunk)
+            data = self.raw.next_chunk()
             if not data:
                 if self._left:
                     raise Malformed(f"part {self.where}: base64 ends in the middle of a group")
@@ -427,19 +571,44 @@ class Base64Stream(_Buffered):
                 continue
             if self._padded:
                 raise Malformed(f"part {self.where}: base64 continues after padding near byte {at}")
+            self._padded = data.endswith(b"=")
+            if self.partly and len(data) <= _LAZY and _plainly_valid(data):  # a small chunk
+                self._todo, self._done = data, 0
+                return self._decode_piece()
             try:
-                out = binascii.a2b_base64(data, strict_mode=True)
+                return binascii.a2b_base64(data, strict_mode=True)
             except binascii.Error as exc:
                 raise Malformed(f"part {self.where}: invalid base64 near byte {at} ({exc})") from None
-            self._padded = data.endswith(b"=")
-            return out
+
+    def _decode_piece(self) -> bytes:
+        start = self._done
+        self._done = end = min(start + self._piece, len(self._todo))
+        self._piece = min(self._piece * 2, CHUNK)
+        if end == len(self._todo):
+            todo, self._todo, self._done = self._todo, b"", 0
+            return binascii.a2b_base64(todo[start:] if start else todo, strict_mode=True)
+        return binascii.a2b_base64(self._todo[start:end], strict_mode=True)
 
 
-def body_stream(f: IO[bytes], start: int, end: int, cte: str | None, where: str) -> _Buffered:
+def _plainly_valid(data: bytes) -> bool:
+    """Whether ``a2b_base64(data, strict_mode=True)`` succeeds, known without decoding.
+
+    ``data``, a multiple of 4 long, is the alphabet only, but for "=" or "==" at
+    its very end; anything else goes to the decoder for its verdict and wording.
+    Every 4-aligned piece of such data then decodes on its own, and the pieces
+    decode to what the whole does.
+    """
+    rest = data.translate(None, _BASE64_ALPHABET)
+    return not rest or (rest in (b"=", b"==") and data.endswith(rest))
+
+
+def body_stream(f: IO[bytes], start: int, end: int, cte: str | None, where: str,
+                partly: bool = False) -> _Buffered:
+    """The decoded body [start, end); ``partly``: likely to be read only in part (a hint)."""
     raw = RegionStream(f, start, end)
     enc = (cte or "7bit").strip().lower()
     if enc == "base64":
-        return Base64Stream(raw, where)
+        return Base64Stream(raw, where, partly)
     if enc in ("7bit", "8bit", "binary"):
         return raw
     raise Malformed(f"part {where}: transfer encoding {enc!r} not allowed for CMS content")

@@ -129,10 +129,10 @@ class _Inspector:
                 self.note(exc)
         return PlainLayer(where, ct.type)
 
-    def inner(self, f: IO[bytes], start: int, end: int, where: str, depth: int,
+    def inner(self, f: IO[bytes] | Cursor, start: int, end: int, where: str, depth: int,
               layers: int) -> Layer | None:
-        """The MIME entity in bytes [start, end) of ``f``: the content of a layer."""
-        cur = Cursor(f, start, end)
+        """The MIME entity in bytes [start, end) of ``f`` (or of a Cursor's file): a layer's content."""
+        cur = f.within(start, end) if isinstance(f, Cursor) else Cursor(f, start, end)
         try:
             head = read_header_block(cur, start, self.limits, where)
         except InputError as exc:
@@ -154,7 +154,7 @@ class _Inspector:
         if first is None or first.close:
             raise Malformed(f"part {where}: multipart/signed without parts")
         guess = micalg_names(ct.param("micalg"))
-        second, digests = hash_until_delimiter(cur.f, first.after, cur.end, boundary, guess)
+        second, digests = hash_until_delimiter(cur.f, first.after, cur.end, boundary, guess, cur)
         if digests is None:
             second = find_delimiter(cur, first.after, boundary)
         raw = digests or {}
@@ -173,7 +173,7 @@ class _Inspector:
             signers = self.detached_signers(info, cur.f, *content, raw)
         except InputError as exc:
             self.note(exc)
-        inner = self.inner(cur.f, *content, f"{where}.1", depth, layers)
+        inner = self.inner(cur, *content, f"{where}.1", depth, layers)
         return SignedLayer(where, True, certificates, signers, inner)
 
     def signature(self, cur: Cursor, start: int, end: int, where: str) -> cmswalk.SignedDataInfo:
@@ -220,10 +220,12 @@ class _Inspector:
                depth: int, layers: int) -> Layer:
         self.check_layers(layers, where)
         cte = head.first("Content-Transfer-Encoding")
-        r = BerReader(body_stream(cur.f, head.body_start, cur.end, cte, where),
+        smime_type = ct.param("smime-type", "").lower()
+        # Of enveloped-data only the start is read: a hint for the base64 decoder.
+        partly = SMIME_TYPES.get(smime_type) not in ("signed_data", "compressed_data")
+        r = BerReader(body_stream(cur.f, head.body_start, cur.end, cte, where, partly),
                       f"CMS in part {where}")
         ctype, outer, wrapper = cmswalk.read_content_info(r)
-        smime_type = ct.param("smime-type", "").lower()
         if smime_type and SMIME_TYPES.get(smime_type) != ctype:
             self.note(Malformed(f"part {where}: smime-type={smime_type} but the CMS content is {ctype}"))
         limit = self.limits.max_signature_bytes
