@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from pathlib import Path
 
 from sealgate.quarantine.decisions import BufferedDecisions, DecisionWriter
@@ -51,6 +52,26 @@ def test_lines_from_many_threads_are_all_written_in_few_transactions(tmp_path: P
                                            for k in range(4) for i in range(250)}
         assert sum(store.batches) == 1000
         assert len(store.batches) < 1000  # batched: fewer transactions than lines
+    finally:
+        store.close()
+
+
+def test_a_line_after_a_quiet_spell_is_written_at_once_and_close_ends_the_gathering(
+        tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "q")
+    writer = DecisionWriter(store, gather=60.0)  # a busy writer would wait a minute
+    started = time.monotonic()
+    writer.record(decision(1))  # the writer is idle: this wakes it
+    while not store.batches and time.monotonic() - started < 10:
+        time.sleep(0.01)
+    assert store.batches == [1]
+    writer.record(decision(2))  # now it gathers: written at the next round or at close
+    writer.record(decision(3))
+    writer.close()
+    try:
+        assert time.monotonic() - started < 10
+        assert store.batches == [1, 2]
+        assert len(list(store.decisions())) == 3
     finally:
         store.close()
 

@@ -8,6 +8,7 @@ store in a temporary folder.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import IO, Any
 
 import Milter
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from Milter.testctx import TestCtx as _TestCtx
 
 from sealgate import headers, milter_app
@@ -471,3 +474,51 @@ def test_only_the_needed_actions_are_negotiated(store: Any, tracker: Any,
     for step in (Milter.P_NOCONNECT, Milter.P_NOMAIL, Milter.P_NORCPT, Milter.P_NOHDRS,
                  Milter.P_NOBODY):
         assert not priv._protocol & step, hex(step)
+
+
+# ---------------------------------------------------------------- From: address
+
+_ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
+_atoms = st.text(_ATEXT, min_size=1, max_size=4)
+_addrs = st.builds(lambda local, domain: ".".join(local) + "@" + ".".join(domain),
+                   st.lists(_atoms, min_size=1, max_size=3),
+                   st.lists(st.text("abcXY09-", min_size=1, max_size=4), min_size=1, max_size=3))
+_spaces = st.sampled_from(["", " ", "  ", "\t"])
+_display_names = st.lists(st.one_of(_atoms, st.just("."), st.builds(
+    lambda t: f'"{t}"', st.text(_ATEXT + " ,.;:<>@()\u00fc", max_size=5))), max_size=4)
+_from_values = st.one_of(
+    st.builds(lambda a, b, c: a + b + c, _spaces, _addrs, _spaces),
+    st.builds(lambda a, names, sep, addr, b: a + sep.join(names) + sep + f"<{addr}>" + b,
+              _spaces, _display_names, _spaces, _addrs, _spaces))
+
+
+@st.composite
+def _mutated_from_values(draw: st.DrawFn) -> str:
+    """Well-formed From: values, some with a character inserted, dropped or replaced."""
+    value = draw(_from_values)
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(value)))
+        char = draw(st.sampled_from(' \t."<>@,;:()[]\\\r\n\u00e9\ufffd' + _ATEXT))
+        value = draw(st.sampled_from([value[:at] + char + value[at:], value[:at] + value[at + 1:],
+                                      value[:at] + char + value[at + 1:]]))
+    return value
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_mutated_from_values())
+def test_from_address_is_what_parseaddr_reads(value: str) -> None:
+    # The fast path for simple From: values must never disagree with email.utils.
+    assert milter_app.from_address(value) == (email.utils.parseaddr(value)[1] or None)
+
+
+@pytest.mark.parametrize("value, address", [
+    ("alice@example.com", "alice@example.com"),
+    ("Alice Example <alice@example.com>", "alice@example.com"),
+    ('"Doe, John" <john.doe@example.com>', "john.doe@example.com"),
+    ("John Q. Public <jqp@example.org>", "jqp@example.org"),
+    ("alice@example.com (Alice)", "alice@example.com"),  # not simple: parseaddr reads it
+    ("undisclosed-recipients:;", None),
+    ("", None),
+])
+def test_from_address_examples(value: str, address: str | None) -> None:
+    assert milter_app.from_address(value) == address

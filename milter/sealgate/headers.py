@@ -31,6 +31,8 @@ def _clean(text: str) -> str:
 
 def quote(value: str) -> str:
     """RFC 2045 token as is, anything else as an RFC 5322 quoted-string."""
+    if _TOKEN.match(value):  # no control or space in a token: nothing to clean
+        return value
     value = _clean(value)
     if _TOKEN.match(value):
         return value
@@ -39,6 +41,8 @@ def quote(value: str) -> str:
 
 def _pvalue(value: str) -> str:
     """RFC 8601 §2.2 pvalue: an addr-spec may stand bare; otherwise token or quoted-string."""
+    if _ADDR_SPEC.match(value):  # no control or space in an addr-spec: nothing to clean
+        return value
     value = _clean(value)
     return value if _ADDR_SPEC.match(value) else quote(value)
 

@@ -67,15 +67,21 @@ class Metrics:
                                          "Messages held in the quarantine store.", registry=r)
         self.errors = Counter("sealgate_errors", "Failures by kind (each one tempfails or "
                               "is retried; none loses mail).", ["kind"], registry=r)
+        # sealgate_messages_total children by (direction, action): a handful, reused.
+        self._message_children: dict[tuple[str, str], Any] = {}
 
     # ------------------------------------------------------------ recording
 
     def message(self, direction: str, action: str, codes: tuple[str, ...] | list[str],
                 seconds: float, error: str = "") -> None:
         """One judged message (the milter's log line and these counters go together)."""
-        self.messages.labels(direction=direction or "unknown", action=action).inc()
+        key = (direction or "unknown", action)
+        child = self._message_children.get(key)
+        if child is None:  # labels() validates and locks on each call: once per label pair
+            child = self._message_children[key] = self.messages.labels(*key)
+        child.inc()
         for code in codes:
-            self.violations.labels(code=code).inc()
+            self.violations.labels(code).inc()
         self.message_seconds.observe(max(seconds, 0.0))
         if error:
             self.errors.labels(kind=error).inc()

@@ -96,10 +96,16 @@ class SealedSpool(io.RawIOBase):
         return n
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        mem = self._mem  # None once closed or rolled
+        end = self._pos + len(data)
+        if mem is not None and self._pos == len(mem) and end <= self.max_memory:
+            # Appending while in memory: the milter's every write (headers, body chunks).
+            mem += data
+            self._pos = self._size = end
+            return len(data)
         self._check_open()
         if not data:
             return 0  # as a file: an empty write past the end does not extend it
-        end = self._pos + len(data)
         if self._mem is not None and end > self.max_memory:
             self._roll()
         if self._mem is not None:

@@ -18,7 +18,6 @@ way: they are stored durably before Postfix gets an answer.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -29,55 +28,75 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 MAX_PENDING = 20_000
+# After a write, the writer lets lines gather this long before the next one.
+GATHER_SECONDS = 0.1
 
 
 class DecisionWriter:
-    """A background thread that commits queued decisions to ``store`` in batches."""
+    """A background thread that commits queued decisions to ``store`` in batches.
+
+    The thread is woken only by the first line after it went idle (so a lone
+    message's line is written at once); while lines keep coming it writes
+    whatever gathered every ``gather`` seconds. Under load a message thus costs
+    a list append, not a thread wake-up and a transaction of its own. Woken per
+    line, the writer committed a line or two per wake: with 4 concurrent milter
+    connections that was ~54 of the ~96 futex calls per message sealgate made
+    beyond a no-op milter, and ~0.2 of its ~0.66 ms CPU per message.
+    """
 
     def __init__(self, store: QuarantineStore, *, on_error: Callable[[], None] = lambda: None,
-                 max_batch: int = MAX_BATCH, max_pending: int = MAX_PENDING) -> None:
+                 max_batch: int = MAX_BATCH, max_pending: int = MAX_PENDING,
+                 gather: float = GATHER_SECONDS) -> None:
         self.store = store
         self.on_error = on_error
         self.max_batch = max_batch
-        self._queue: queue.Queue[Decision | None] = queue.Queue(max_pending)
+        self.max_pending = max_pending
+        self.gather = gather
+        self._lock = threading.Lock()
+        self._pending: list[Decision] = []
+        self._idle = True  # the thread waits for _wake; the next record must set it
+        self._wake = threading.Event()
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="decision-writer", daemon=True)
         self._thread.start()
 
     def record(self, decision: Decision) -> None:
         """Queue one line; never blocks the caller."""
-        try:
-            self._queue.put_nowait(decision)
-        except queue.Full:
+        wake = False
+        with self._lock:
+            full = len(self._pending) >= self.max_pending
+            if not full:
+                self._pending.append(decision)
+                wake, self._idle = self._idle, False
+        if full:
             log.warning("event=decision-not-recorded error=%s",
                         "queue full: the quarantine store has not kept up")
             self.on_error()
+        elif wake:
+            self._wake.set()
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, then stop the thread."""
         if self._thread.is_alive():
-            self._queue.put(None)
+            self._closing.set()
+            self._wake.set()
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            batch: list[Decision] = []
-            if first is None:
-                stopping = True
-            else:
-                batch.append(first)
-            while len(batch) < self.max_batch:  # whatever else has gathered meanwhile
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            if batch:
-                self._write(batch)
+        while True:
+            self._wake.wait()
+            while True:  # busy: write what gathered, then let more gather
+                with self._lock:
+                    batch, self._pending = self._pending, []
+                    if not batch:  # idle again: the next record wakes us
+                        self._wake.clear()
+                        self._idle = True
+                        break
+                for start in range(0, len(batch), self.max_batch):
+                    self._write(batch[start:start + self.max_batch])
+                self._closing.wait(self.gather)  # a close cuts this short
+            if self._closing.is_set():
+                return
 
     def _write(self, batch: list[Decision]) -> None:
         try:
