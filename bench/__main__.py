@@ -7,7 +7,7 @@ the offline engine (:mod:`bench.check_rate`), sealgate and the no-op milter
 without Postfix (:mod:`bench.milter_direct`), the Postfix runs
 (:mod:`bench.through_postfix`, as root) and the memory runs
 (:mod:`bench.milter_memory`), and prints one table with PASS/MISS per
-target. Progress goes to stderr, the table to stdout. About 2 minutes on the
+target. Progress goes to stderr, the table to stdout. About 3 minutes on the
 2-core development machine (``--inet`` adds one); ``--quick`` about 1.
 """
 
