@@ -10,6 +10,7 @@ rewritten): that is how the deploy snippets are checked. The milter runs as
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -68,9 +69,11 @@ class SealgateProcess:
 
     def start(self) -> SealgateProcess:
         with self.log.open("ab") as log:
+            # PYTHONFAULTHANDLER: a milter that does not stop is asked (SIGABRT) to write
+            # every thread's stack into its log before it is killed (see stop()).
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sealgate", "milter", "--config", str(self.config),
-                 "--log-format", "json"], stderr=log)
+                 "--log-format", "json"], stderr=log, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
         try:
             wait_for_milter(self.socket, self.proc)
             # Postfix's smtpd (user postfix) needs write permission: sealgate sets 0660.
@@ -91,9 +94,15 @@ class SealgateProcess:
         try:
             return self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()  # never leave it running; the caller sees a failure
-            self.proc.wait(timeout=30)
-            raise
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler: thread stacks into the log
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # never leave it running; the caller sees a failure
+                self.proc.wait(timeout=30)
+            tail = self.log.read_text(errors="replace")[-6000:]
+            raise AssertionError(f"sealgate milter did not stop within 30 s of SIGTERM; "
+                                 f"the end of its log {self.log}:\n{tail}") from None
 
     def hup(self) -> None:
         assert self.proc is not None
