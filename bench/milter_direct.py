@@ -25,7 +25,7 @@ from sealgate.milterclient import MilterProcess, MilterResult, send_raw, wait_fo
 
 from . import inputs
 from .check_rate import parse_sizes
-from .through_postfix import cpu_seconds
+from .through_postfix import cpu_seconds, stop_milter
 from .timing import median
 
 WARM = 20  # messages before timing: caches, path validation
@@ -67,34 +67,19 @@ class DirectResult:
         return tuple(sorted(self.sealgate.outcomes))
 
 
-class _Noop:
+def _start_noop(socket_path: Path, log: Path) -> subprocess.Popen[bytes]:
     """The no-op milter (``python -m bench.milters noop``) on a unix socket, as a child."""
-
-    def __init__(self, socket_path: Path, log: Path) -> None:
-        self.socket_path = socket_path
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.milters", "noop", "--socket", f"unix:{socket_path}",
-                 "--times", str(log.with_suffix(".times"))],
-                stdout=out, stderr=out, cwd=inputs.ROOT)
-        try:
-            wait_for_milter(socket_path, self.proc)
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.milters", "noop", "--socket", f"unix:{socket_path}",
+             "--times", str(log.with_suffix(".times"))],
+            stdout=out, stderr=out, cwd=inputs.ROOT)
+    try:
+        wait_for_milter(socket_path, proc)
+    except BaseException:
+        stop_milter(proc)
+        raise
+    return proc
 
 
 def _run(row: DirectRow, pid: int, sock: Path, raw: bytes, messages: int) -> None:
@@ -118,7 +103,7 @@ def measure(messages: int, size: int, level: str = "info", runs: int = 3) -> Dir
         sock = root / "gw" / "sealgate.sock"
         noop_sock = root / "noop.sock"
         with MilterProcess(config, sock, root / "milter.log", "--log-level", level) as proc:
-            baseline = _Noop(noop_sock, root / "noop.log")
+            baseline = _start_noop(noop_sock, root / "noop.log")
             try:
                 for _ in range(WARM):
                     send_raw(sock, raw, inputs.SENDER, inputs.RECIPIENTS)
@@ -127,7 +112,7 @@ def measure(messages: int, size: int, level: str = "info", runs: int = 3) -> Dir
                     _run(ours, proc.pid, sock, raw, messages)
                     _run(noop, baseline.pid, noop_sock, raw, messages)
             finally:
-                baseline.stop()
+                stop_milter(baseline)
     return DirectResult(messages, len(raw), ours, noop)
 
 

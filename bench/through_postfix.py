@@ -157,7 +157,7 @@ def _start_milter(setup: str, mta: DevPostfix, work: Path, pki: TestPKI, times: 
         else:
             wait_for_milter(mta.milter_socket, proc)
     except (RuntimeError, TimeoutError) as exc:
-        _stop(proc)
+        stop_milter(proc)
         raise RuntimeError(f"{setup}: {exc}; its log:\n{_log_path(work, setup).read_text()[-1500:]}") \
             from None
     return proc
@@ -180,7 +180,8 @@ def _log_path(work: Path, setup: str) -> Path:
     return work / f"{setup.replace(' ', '-')}.log"
 
 
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+def stop_milter(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a milter child, then SIGKILL if it has not exited within 30 s."""
     if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
@@ -216,7 +217,7 @@ class _Running:
     sent: int = 0
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_milter(self.proc)
         self.mta.stop()
         if self.ldap is not None:
             self.ldap.stop()

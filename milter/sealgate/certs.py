@@ -104,10 +104,7 @@ def name_key(name: x509.Name) -> str:
     known = getattr(name, _NAME_KEY, None)
     if known is not None:
         return str(known)
-    try:
-        key = _name_key(encoded(name))
-    except (ValueError, TypeError):
-        key = "undecodable:" + encoded(name).hex()
+    key = name_key_of(encoded(name))
     setattr(name, _NAME_KEY, key)  # parsed names never change (see fingerprint)
     return key
 

@@ -79,10 +79,6 @@ def visible_layers(root: Layer | None) -> tuple[list[SignedLayer], EncryptedLaye
     return signed, None
 
 
-def cert_key(cert: x509.Certificate) -> tuple[str, int]:
-    return issuer_serial(cert)
-
-
 def _signer_report(layer: SignedLayer, cert: x509.Certificate | None, signer_info: SignerFields,
                    result: str) -> SignerReport:
     claimed = signing_time(signer_info)
@@ -198,7 +194,7 @@ def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains
             out.add(Code.DIRECTORY_UNAVAILABLE, f"looking up recipient key {ski.hex()}: {exc}")
             continue
         if cert is not None and trust.is_revoked(cert.issuer, cert.serial_number, now):
-            revoked_keys.add(cert_key(cert))
+            revoked_keys.add(issuer_serial(cert))
             out.add(Code.RECIPIENT_REVOKED,
                     f"part {layer.where}: encrypted to revoked certificate {describe(cert)}")
 
@@ -219,8 +215,8 @@ def judge_recipients(layer: EncryptedLayer, envelope: Envelope, internal_domains
             continue
         covered = False
         for cert in published:
-            addressed = cert_key(cert) in by_serial or (_ski(cert) or b"") in by_ski
-            if not addressed or cert_key(cert) in revoked_keys:
+            addressed = issuer_serial(cert) in by_serial or (_ski(cert) or b"") in by_ski
+            if not addressed or issuer_serial(cert) in revoked_keys:
                 continue
             problems = trust.validate_recipient(cert, now, extra_certs)
             transient = [p for p in problems if p.code in TRANSIENT_CODES]
