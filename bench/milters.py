@@ -4,9 +4,11 @@
     python -m bench.milters sealgate --config sealgate.toml --times FILE
 
 ``noop`` is the baseline: a pymilter milter that reads the whole message
-(headers and every body chunk) and accepts it at end of message. ``sealgate``
+(headers and every body chunk) and accepts it at end of message; with
+``--headers`` it also prepends two header fields as sealgate does. ``sealgate``
 is ``sealgate milter --config ...`` unchanged, with the same timing wrapper
-put around its callbacks before the first connection.
+put around its callbacks before the first connection (its workers, forked
+later, inherit it and append to the same file).
 
 Milter time, as this benchmark defines it: wall time in the milter process
 from the first ``header`` callback of a message to the return of its ``eom``
@@ -140,10 +142,27 @@ class NoopMilter(Milter.Base):
         return Milter.CONTINUE
 
 
-def run_noop(socket: str, times: Path, timeout: int = 30) -> None:
-    instrument(NoopMilter, TimingLog(times))
-    Milter.factory = NoopMilter
-    Milter.set_flags(0)
+class NoopHeadersMilter(NoopMilter):
+    """The no-op milter, plus the two header fields sealgate prepends to each message it passes.
+
+    Its difference from ``NoopMilter`` is what Postfix spends editing the
+    queued message for sealgate's verdict headers (SPEC §6).
+    """
+
+    def eom(self) -> int:
+        self.size = 0
+        self.addheader("Sealgate-Policy", "rule=strict; action=accept; codes=none", 0)
+        self.addheader("Authentication-Results",
+                       "mx.example.test; smime=pass body.smime-identifier=alice@example.com "
+                       "body.smime-serial=1234567890ABCDEF body.smime-issuer=\"CN=Test CA\"", 0)
+        return Milter.ACCEPT
+
+
+def run_noop(socket: str, times: Path, timeout: int = 30, *, headers: bool = False) -> None:
+    cls = NoopHeadersMilter if headers else NoopMilter
+    instrument(cls, TimingLog(times))
+    Milter.factory = cls
+    Milter.set_flags(Milter.ADDHDRS if headers else 0)
     Milter.runmilter("sealgate-bench-noop", socket, timeout)
 
 
@@ -161,12 +180,14 @@ def main() -> None:
     noop = sub.add_parser("noop", help="the no-op baseline milter")
     noop.add_argument("--socket", required=True, help="unix:PATH or inet:PORT@HOST")
     noop.add_argument("--times", type=Path, required=True)
+    noop.add_argument("--headers", action="store_true",
+                      help="prepend the two header fields sealgate adds to each message")
     sg = sub.add_parser("sealgate", help="sealgate milter with the timing wrapper")
     sg.add_argument("--config", type=Path, required=True)
     sg.add_argument("--times", type=Path, required=True)
     args = ap.parse_args()
     if args.which == "noop":
-        run_noop(args.socket, args.times)
+        run_noop(args.socket, args.times, headers=args.headers)
     else:
         run_sealgate(args.config, args.times)
 

@@ -10,11 +10,14 @@ over ``--sessions`` parallel SMTP sessions, ``--runs`` times. Setups:
 - ``no milter``: Postfix alone;
 - ``no-op milter``: :class:`bench.milters.NoopMilter`, reads everything, accepts;
 - ``sealgate files``: ``sealgate milter``, ``policies/strict.toml``, the
-  ``files`` directory;
+  ``files`` directory, ``[milter] workers`` = this machine's cores;
 - ``sealgate ldap``: the same with the ``ldap`` backend on a throwaway slapd
   (:mod:`sealgate.devslapd`), when this tree has that backend;
-- on request, ``no-op milter inet`` and ``sealgate files inet``: the same
-  milters on ``inet:PORT@127.0.0.1`` instead of a unix socket.
+- on request: ``sealgate files 1 worker`` (one milter process; any ``N workers``);
+  ``no-op milter +headers`` (the no-op milter prepending two header fields,
+  as sealgate does: Postfix's share of the difference); ``no-op milter inet``
+  and ``sealgate files inet``: the same milters on ``inet:PORT@127.0.0.1``
+  instead of a unix socket.
 
 Milters listen on a unix socket (``unix:sealgate/sealgate.sock`` under the
 queue directory) unless the setup says ``inet``. msgs/s is messages over the wall time of ``smtp-source``
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket as socket_module
 import subprocess
 import sys
@@ -58,7 +62,10 @@ if TYPE_CHECKING:
 Log = Callable[[str], object]
 SETUPS = ("no milter", "no-op milter", "sealgate files", "sealgate ldap")
 # The same milters on inet:PORT@127.0.0.1 (SPEC §4 says why unix sockets are the default).
-OPTIONAL_SETUPS = ("no-op milter inet", "sealgate files inet")
+OPTIONAL_SETUPS = ("sealgate files 1 worker", "no-op milter +headers", "no-op milter inet",
+                   "sealgate files inet")
+# sealgate's worker processes (``[milter] workers``): one per core, as deployed.
+WORKERS = os.cpu_count() or 1
 
 
 @dataclass
@@ -123,9 +130,25 @@ def smtp_source(mta: DevPostfix, message: Path, *, messages: int, sessions: int)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its threads (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process, its threads, and its child processes (/proc).
+
+    Children count whether running (sealgate's workers) or exited and reaped.
+    """
+    def ticks(stat_path: str, with_reaped: bool) -> int:
+        fields = Path(stat_path).read_text().rpartition(")")[2].split()
+        own = int(fields[11]) + int(fields[12])
+        return own + (int(fields[13]) + int(fields[14]) if with_reaped else 0)
+
+    total = ticks(f"/proc/{pid}/stat", True)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and entry != str(pid):
+            try:
+                text = Path(f"/proc/{entry}/stat").read_text()
+                if int(text.rpartition(")")[2].split()[1]) == pid:
+                    total += ticks(f"/proc/{entry}/stat", False)
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _drained(mta: DevPostfix) -> bool:
@@ -139,13 +162,16 @@ def _start_milter(setup: str, mta: DevPostfix, work: Path, pki: TestPKI, times: 
     if setup == "no milter":
         return None
     if setup.startswith("no-op milter"):
-        argv = ["noop", "--socket", socket]
+        argv = ["noop", "--socket", socket] + (["--headers"] if setup.endswith("+headers") else [])
     else:
+        words = setup.split()
+        workers = int(words[-2]) if words[-1] in ("worker", "workers") else WORKERS
         if ldap is not None:
             config = inputs.write_config(work / "gw-ldap", pki, directory="ldap", ldap_url=ldap.url,
-                                         ldap_base=ldap.people_dn, socket=socket)
+                                         ldap_base=ldap.people_dn, socket=socket, workers=workers)
         else:
-            config = inputs.write_config(work / f"gw-{setup.replace(' ', '-')}", pki, socket=socket)
+            config = inputs.write_config(work / f"gw-{setup.replace(' ', '-')}", pki, socket=socket,
+                                         workers=workers)
         argv = ["sealgate", "--config", str(config)]
     with _log_path(work, setup).open("wb") as log:
         # umask 007: the socket must be writable by group postfix (the folder is setgid postfix).
@@ -226,7 +252,7 @@ class _Running:
 def start_setup(setup: str, pki: TestPKI, work: Path) -> _Running | PostfixRow:
     """Postfix (+ milter, + slapd) for one setup; a PostfixRow with a note when it cannot run."""
     from sealgate.devpostfix import DevPostfix, free_port
-    if setup not in SETUPS + OPTIONAL_SETUPS:
+    if setup not in SETUPS + OPTIONAL_SETUPS and not re.fullmatch(r"sealgate files \d+ workers?", setup):
         raise ValueError(f"unknown setup {setup!r}: use {', '.join(SETUPS + OPTIONAL_SETUPS)}")
     row = PostfixRow(setup)
     ldap = None

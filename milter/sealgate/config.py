@@ -46,6 +46,7 @@ class MilterConfig:
     socket: str  # "unix:/abs/path" or "inet:PORT@HOST"
     timeout: int  # seconds
     max_message_size: int  # bytes
+    workers: int = 1  # milter processes sharing the socket (sealgate.workers)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,15 @@ def _socket(value: Any, base: Path) -> str:
                      "(use unix:/path/to.sock or inet:PORT@HOST)")
 
 
+MAX_WORKERS = 64
+
+
+def _workers(value: Any, base: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"{show(value)} is not a number of processes from 1 to {MAX_WORKERS}")
+    return value
+
+
 def _domain(value: Any, base: Path) -> str:
     text = as_nonempty_str(value, base).strip().lower().rstrip(".")
     if "@" in text or not re.fullmatch(r"[a-z0-9.-]+", text):
@@ -246,6 +256,9 @@ SCHEMA: dict[str | None, tuple[Key, ...]] = {
             "per message: Nagle)"),
         Key("timeout", 30, as_duration, "seconds of Postfix-side inactivity (or 30s, 2m)"),
         Key("max_message_size", "50MiB", as_size, "larger messages get too-complex"),
+        Key("workers", 1, _workers,
+            "milter processes sharing the socket; more than 1 uses several cores "
+            "(about one per core)"),
     ),
     "directory": (
         Key("backend", "files", one_of("files", "ldap"),

@@ -16,16 +16,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from asn1crypto import x509
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, values
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 log = logging.getLogger("sealgate.metrics")
 
@@ -38,14 +42,25 @@ FOUND, NOT_FOUND, ERROR = "found", "not-found", "error"
 
 
 class Metrics:
-    """Every sealgate metric, on its own registry."""
+    """Every sealgate metric, on its own registry.
 
-    def __init__(self) -> None:
+    With ``shared_dir`` (several milter processes, :mod:`sealgate.workers`),
+    counters and histograms live in prometheus-client's multiprocess files
+    under that folder, one file per process; the exposition adds up every
+    process's files, those of exited processes included, so totals never go
+    back. :func:`share_metrics` must have switched the process to that mode
+    before the first ``Metrics(shared_dir=...)``. The two gauges are read at
+    scrape time in the process that serves ``/metrics``, in either mode.
+    """
+
+    def __init__(self, shared_dir: str | None = None) -> None:
         # Exactly the SPEC §8 series: no *_created companions (a process-wide
         # switch in prometheus-client; sealgate exposes no other registry).
         disable_created_metrics()
+        self.shared_dir = shared_dir
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        # Counters and histograms: on the registry, or (shared) in this process's files.
+        r = None if shared_dir else self.registry
         self.messages = Counter("sealgate_messages", "Messages judged, by direction and action.",
                                 ["direction", "action"], registry=r)
         self.violations = Counter("sealgate_violations",
@@ -60,13 +75,12 @@ class Metrics:
         self.directory_lookups = Counter("sealgate_directory_lookups",
                                          "Directory lookups by result (found, not-found, error).",
                                          ["result"], registry=r)
-        self.crl_next_update = Gauge("sealgate_crl_next_update_timestamp_seconds",
-                                     "nextUpdate of the newest loaded CRL per issuer (Unix time).",
-                                     ["issuer"], registry=r)
-        self.quarantine_messages = Gauge("sealgate_quarantine_messages",
-                                         "Messages held in the quarantine store.", registry=r)
         self.errors = Counter("sealgate_errors", "Failures by kind (each one tempfails or "
                               "is retried; none loses mail).", ["kind"], registry=r)
+        if shared_dir:
+            MultiProcessCollector(self.registry, path=shared_dir)
+        self._gauges = _ScrapeGauges()
+        self.registry.register(self._gauges)
         # sealgate_messages_total children by (direction, action): a handful, reused.
         self._message_children: dict[tuple[str, str], Any] = {}
 
@@ -91,25 +105,60 @@ class Metrics:
 
     def set_crl_next_updates(self, next_updates: dict[str, dt.datetime | None]) -> None:
         """Replace the per-issuer gauge (issuers dropped from the config disappear)."""
-        self.crl_next_update.clear()
-        for issuer, moment in next_updates.items():
-            self.crl_next_update.labels(issuer=issuer).set(
-                moment.timestamp() if moment is not None else math.inf)
+        self._gauges.crl_next_updates = {
+            issuer: moment.timestamp() if moment is not None else math.inf
+            for issuer, moment in next_updates.items()}
 
     def watch_quarantine(self, count: Callable[[], int]) -> None:
         """Read the held count from the store at each scrape (releases happen elsewhere)."""
-
-        def read() -> float:
-            try:
-                return float(count())
-            except Exception as exc:  # a scrape must not fail because the store did
-                log.error("event=metrics-quarantine-count-failed error=%r", str(exc))
-                return math.nan
-
-        self.quarantine_messages.set_function(read)
+        self._gauges.quarantine_count = count
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ScrapeGauges(Collector):
+    """``sealgate_crl_next_update_timestamp_seconds`` and ``sealgate_quarantine_messages``.
+
+    Both are states of the whole gateway, not sums over processes: the
+    serving process reads them when scraped.
+    """
+
+    def __init__(self) -> None:
+        self.crl_next_updates: dict[str, float] = {}
+        self.quarantine_count: Callable[[], int] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        crl = GaugeMetricFamily("sealgate_crl_next_update_timestamp_seconds",
+                                "nextUpdate of the newest loaded CRL per issuer (Unix time).",
+                                labels=["issuer"])
+        for issuer, moment in self.crl_next_updates.items():
+            crl.add_metric([issuer], moment)
+        yield crl
+        held = GaugeMetricFamily("sealgate_quarantine_messages",
+                                 "Messages held in the quarantine store.")
+        held.add_metric([], self._held())
+        yield held
+
+    def _held(self) -> float:
+        if self.quarantine_count is None:
+            return 0.0
+        try:
+            return float(self.quarantine_count())
+        except Exception as exc:  # a scrape must not fail because the store did
+            log.error("event=metrics-quarantine-count-failed error=%r", str(exc))
+            return math.nan
+
+
+def share_metrics(folder: str) -> None:
+    """Switch this process (and the processes it forks) to multiprocess metric files in ``folder``.
+
+    prometheus-client picks its value class from ``PROMETHEUS_MULTIPROC_DIR``
+    when first imported; sealgate decides later (``[milter] workers``), so the
+    class is picked again here, before any ``Metrics(shared_dir=folder)``.
+    """
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    values.ValueClass = values.get_value_class()
 
 
 class TimedDirectory:

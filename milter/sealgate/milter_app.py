@@ -518,7 +518,7 @@ def reload_gateway(live: Live, load: Callable[[], Gateway],
     return True
 
 
-def _share_socket(socket: str, deadline: float) -> bool:
+def share_socket(socket: str, deadline: float) -> bool:
     """Let group ``postfix`` connect to our unix socket (mode 0660); True once done.
 
     libmilter creates the socket with the process umask; Postfix's smtpd runs
@@ -538,21 +538,50 @@ def _share_socket(socket: str, deadline: float) -> bool:
         return True
 
 
+def serve_metrics(listen: str, metrics: Metrics, store: QuarantineStore, live: Live) -> MetricsServer:
+    """``/metrics`` and ``/healthz`` on ``listen`` ("HOST:PORT"), read from the live gateway.
+
+    The held-message gauge asks ``store`` at each scrape; the CRL gauge and
+    the health come from the gateway in use at that moment.
+    """
+    count = getattr(store, "count", None)
+    if callable(count):
+        metrics.watch_quarantine(lambda: int(count(HELD)))
+
+    def before_scrape() -> None:
+        current = live.gateway
+        metrics.set_crl_next_updates(current.current_trust().crl_next_updates()
+                                     if hasattr(current, "current_trust") else {})
+
+    try:
+        server = MetricsServer(listen, metrics, lambda: gateway_health(live.gateway),
+                               before_scrape).start()
+    except OSError as exc:
+        raise SealgateError(f"cannot serve metrics on {listen} ([metrics] listen): "
+                            f"{exc.strerror or exc}") from exc
+    log.info("metrics on http://%s/metrics and /healthz", listen)
+    return server
+
+
 def run(gateway: Gateway, socket: str, timeout: float, *,
         store: QuarantineStore | None = None, drain_timeout: float | None = None,
         handle_signals: bool = True, metrics: Metrics | None = None, metrics_listen: str = "",
-        reload: Callable[[], Gateway] | None = None) -> None:
+        reload: Callable[[], Gateway] | None = None,
+        serve: Callable[[], None] | None = None) -> None:
     """Serve the milter on ``socket`` until SIGTERM/SIGINT, then drain and return.
 
     libmilter's listener runs in a thread; this (main) thread waits for a
-    signal, then calls ``milter.stop()``: the listening socket closes, no new
-    connection is accepted, messages already started finish (new ones on open
-    connections get 451), and ``run`` returns once none is in flight or after
-    ``drain_timeout`` (default: ``timeout``) seconds.
+    signal, then drains: messages already started (at MAIL FROM) finish, a new
+    one on any connection gets 451 (Postfix retries it), and once none is in
+    flight, or after ``drain_timeout`` (default: ``timeout``) seconds, it calls
+    ``milter.stop()`` (the listening socket closes) and returns.
 
     SIGHUP calls ``reload`` (a new gateway from the config file) and swaps it
     in (:func:`reload_gateway`); without ``reload``, SIGHUP is logged and ignored.
     ``metrics_listen`` ("HOST:PORT") serves ``/metrics`` and ``/healthz``.
+    ``serve`` replaces libmilter's set-up and main loop (default:
+    ``Milter.runmilter`` on ``socket``); a worker (:mod:`sealgate.workers`)
+    serves a socket its supervisor opened.
     """
     metrics = metrics if metrics is not None else Metrics()
     store = store if store is not None else open_store(gateway.config.quarantine)
@@ -571,7 +600,10 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
 
     def listen() -> None:
         try:
-            Milter.runmilter("sealgate", socket, int(timeout))
+            if serve is not None:
+                serve()
+            else:
+                Milter.runmilter("sealgate", socket, int(timeout))
         except BaseException as exc:  # reported by the main thread
             failure.append(exc)
         finally:
@@ -588,22 +620,11 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
 
     server: MetricsServer | None = None
     if metrics_listen:
-        count = getattr(store, "count", None)
-        if callable(count):
-            metrics.watch_quarantine(lambda: int(count(HELD)))
-
-        def before_scrape() -> None:
-            metrics.set_crl_next_updates(live.gateway.current_trust().crl_next_updates()
-                                         if hasattr(live.gateway, "current_trust") else {})
-
         try:
-            server = MetricsServer(metrics_listen, metrics, lambda: gateway_health(live.gateway),
-                                   before_scrape).start()
-        except OSError as exc:
+            server = serve_metrics(metrics_listen, metrics, store, live)
+        except SealgateError:
             store.close()
-            raise SealgateError(f"cannot serve metrics on {metrics_listen} ([metrics] listen): "
-                                f"{exc.strerror or exc}") from exc
-        log.info("metrics on http://%s/metrics and /healthz", metrics_listen)
+            raise
 
     previous: dict[int, Any] = {}
     if handle_signals:
@@ -614,31 +635,35 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
     try:
         listener.start()
         log.info("sealgate milter listening on %s", socket)
-        shared = _share_socket(socket, time.monotonic() + 10)
+        shared = share_socket(socket, time.monotonic() + 10)
         while not stop.is_set():
             wake.wait(0.05 if not shared else 0.5)
             wake.clear()
             if not shared:
-                shared = _share_socket(socket, time.monotonic() + 10)
+                shared = share_socket(socket, time.monotonic() + 10)
             while hups and not stop.is_set():
                 hups.clear()
                 if reload is None:
                     log.warning("SIGHUP: no configuration file to reload from; ignored")
                 else:
                     reload_gateway(live, reload, metrics)
-        tracker.stop()
-        if listener.is_alive():
-            # smfi_stop waits for the listener's mutex, held until its poll
-            # times out (seconds): stop from a side thread and drain meanwhile;
-            # a connection accepted in that window gets 451 at MAIL FROM.
-            threading.Thread(target=Milter.stop, name="milter-stop", daemon=True).start()
-        listener.join(timeout=0.2)
+        tracker.stop()  # from now on a new message gets 451 at MAIL FROM (Postfix retries it)
         if failure:
             raise SealgateError(f"the milter could not run on {socket}: {failure[0]}")
+        # Drain before smfi_stop: once stopped, libmilter serves no further
+        # command of a connection that is between two commands (a message
+        # half sent would hang until the process exits), only callbacks
+        # already running finish.
         active = tracker.active
         if active:
             log.info("stopping: waiting for %d message(s) in flight", active)
-        if not tracker.wait_idle(drain_timeout if drain_timeout is not None else timeout):
+        drained = tracker.wait_idle(drain_timeout if drain_timeout is not None else timeout)
+        if listener.is_alive():
+            # smfi_stop waits for the listener's mutex, held until its poll
+            # times out (seconds): stop from a side thread, do not wait for it.
+            threading.Thread(target=Milter.stop, name="milter-stop", daemon=True).start()
+        listener.join(timeout=0.2)
+        if not drained:
             log.warning("stopping with %d message(s) unfinished: Postfix will retry them",
                         tracker.active)
         log.info("sealgate milter stopped")

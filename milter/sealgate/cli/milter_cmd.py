@@ -5,7 +5,9 @@ Logs go to stderr (one line per message: key=value, or JSON with
 messages in flight finish, and exits 0. SIGHUP reloads the configuration
 file, the policy, the trust anchors, the CRLs and the directory settings; a
 configuration that does not load is refused and the running one kept.
-Metrics and ``/healthz`` are served on ``[metrics] listen``.
+Metrics and ``/healthz`` are served on ``[metrics] listen``. With
+``[milter] workers`` above 1, this process supervises that many milter
+processes on the one socket (:mod:`sealgate.workers`).
 """
 
 from __future__ import annotations
@@ -45,8 +47,13 @@ def milter(config_path: str, log_level: str, log_format: str) -> None:
         sys.exit(EXIT_USAGE)
     settings = gateway.config.milter
     try:
-        run(gateway, settings.socket, settings.timeout, store=store, metrics=Metrics(),
-            metrics_listen=gateway.config.metrics.listen, reload=lambda: load_gateway(path))
+        if settings.workers > 1:  # several processes on one socket (sealgate.workers)
+            from ..workers import run_workers
+            run_workers(gateway, lambda: load_gateway(path), settings.workers, store=store,
+                        metrics_listen=gateway.config.metrics.listen)
+        else:
+            run(gateway, settings.socket, settings.timeout, store=store, metrics=Metrics(),
+                metrics_listen=gateway.config.metrics.listen, reload=lambda: load_gateway(path))
     except SealgateError as exc:
         click.echo(f"sealgate: {exc}", err=True)
         sys.exit(1)
