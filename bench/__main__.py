@@ -21,6 +21,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from sealgate import native
+
 from . import check_rate, inputs, milter_direct, milter_memory, through_postfix
 from .timing import median
 
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--setups", default=",".join(through_postfix.SETUPS),
                     help=f"Postfix setups to run, of: {', '.join(through_postfix.SETUPS)}")
     ap.add_argument("--inet", action="store_true",
-                    help=f"Postfix: also {' and '.join(through_postfix.OPTIONAL_SETUPS)}")
+                    help=f"Postfix: also {' and '.join(through_postfix.INET_SETUPS)}")
     ap.add_argument("--mb", type=float, default=50.0, help="memory: the one large message, MB")
     ap.add_argument("--concurrent", type=int, default=20, help="memory: messages at once")
     ap.add_argument("--each-mb", type=float, default=5.0, help="memory: size of each of those, MB")
@@ -140,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs if args.runs is not None else (3 if args.quick else 5)
     setups = tuple(s.strip() for s in args.setups.split(",") if s.strip())
     if args.inet:
-        setups += through_postfix.OPTIONAL_SETUPS
-    unknown = set(setups) - set(through_postfix.SETUPS + through_postfix.OPTIONAL_SETUPS)
+        setups += through_postfix.INET_SETUPS
+    unknown = {s for s in setups if not through_postfix.known_setup(s)}
     if unknown:
         ap.error(f"--setups: unknown setup(s) {', '.join(sorted(unknown))}")
 
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sealgate benchmark, {inputs.stamp()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{ssl.OPENSSL_VERSION}",
         f"command: python -m bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
+        f"message walk: {native.describe()}",
     ]
     targets: list[Target] = []
 

@@ -62,8 +62,8 @@ if TYPE_CHECKING:
 Log = Callable[[str], object]
 SETUPS = ("no milter", "no-op milter", "sealgate files", "sealgate ldap")
 # The same milters on inet:PORT@127.0.0.1 (SPEC §4 says why unix sockets are the default).
-OPTIONAL_SETUPS = ("sealgate files 1 worker", "no-op milter +headers", "no-op milter inet",
-                   "sealgate files inet")
+INET_SETUPS = ("no-op milter inet", "sealgate files inet")
+OPTIONAL_SETUPS = ("sealgate files 1 worker", "no-op milter +headers") + INET_SETUPS
 # sealgate's worker processes (``[milter] workers``): one per core, as deployed.
 WORKERS = os.cpu_count() or 1
 
@@ -249,10 +249,15 @@ class _Running:
             self.ldap.stop()
 
 
+def known_setup(setup: str) -> bool:
+    """One of SETUPS or OPTIONAL_SETUPS, or ``sealgate files N workers``."""
+    return setup in SETUPS + OPTIONAL_SETUPS or bool(re.fullmatch(r"sealgate files \d+ workers?", setup))
+
+
 def start_setup(setup: str, pki: TestPKI, work: Path) -> _Running | PostfixRow:
     """Postfix (+ milter, + slapd) for one setup; a PostfixRow with a note when it cannot run."""
     from sealgate.devpostfix import DevPostfix, free_port
-    if setup not in SETUPS + OPTIONAL_SETUPS and not re.fullmatch(r"sealgate files \d+ workers?", setup):
+    if not known_setup(setup):
         raise ValueError(f"unknown setup {setup!r}: use {', '.join(SETUPS + OPTIONAL_SETUPS)}")
     row = PostfixRow(setup)
     ldap = None

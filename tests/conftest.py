@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from sealgate import native
 from sealgate.devpki import TestPKI, build_pki
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Test the code that runs: no compiled module older than its source (sealgate.native)."""
+    problems = native.stale()
+    if problems:
+        raise pytest.UsageError("compiled sealgate.smime modules are out of date: "
+                                + "; ".join(problems) + ". Run `make native` (or `make test`).")
+    if os.environ.get("CI") == "true" and not native.compiled():
+        raise pytest.UsageError("CI tests the compiled message walk (make test compiles it): "
+                                "run `make native` first (make test does)")
 
 
 @pytest.fixture(scope="session")

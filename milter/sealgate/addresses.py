@@ -26,12 +26,19 @@ def is_internal(address: str, internal_domains: Iterable[str]) -> bool:
     Case-insensitive; subdomains are NOT implied (SPEC §4): ``a@mx.example.com``
     is not internal for ``["example.com"]``. The null sender is never internal.
     """
+    if isinstance(internal_domains, tuple):  # the config's: the same tuple for every message
+        return _is_internal(address, internal_domains)
     domain = domain_of(address)
     if not domain:
         return False
-    if isinstance(internal_domains, tuple):  # the config's: the same tuple for every message
-        return domain in _domain_set(internal_domains)
     return domain in {d.lower().rstrip(".") for d in internal_domains}
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_internal(address: str, internal_domains: tuple[str, ...]) -> bool:
+    # The same senders and recipients come back all day; each message asks 4-5 times.
+    domain = domain_of(address)
+    return bool(domain) and domain in _domain_set(internal_domains)
 
 
 @functools.lru_cache(maxsize=16)

@@ -182,7 +182,9 @@ class Gateway:
                 facts = gather(inspection, env, direction, internal, self.trust, self.directory,
                                at or now, now)
         verdict = decide(facts, self.policy, env)
-        return replace(verdict, auth_result=auth_result(facts, verdict.violations))
+        # decide() made it for this call alone: set in place (dataclasses.replace costs 1.5 µs)
+        verdict.auth_result = auth_result(facts, verdict.violations)
+        return verdict
 
     def too_large(self, envelope: Envelope, size: int) -> Verdict:
         """The verdict for a message the milter stopped reading past max_message_size."""

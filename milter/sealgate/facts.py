@@ -21,8 +21,8 @@ from .certs import (
     describe,
     fingerprint,
     issuer_serial,
+    issuer_text,
     name_key_of,
-    name_rfc4514,
     name_rfc4514_of,
     serial_hex,
 )
@@ -92,7 +92,7 @@ def _signer_report(layer: SignedLayer, cert: x509.Certificate | None, signer_inf
         return SignerReport(None, (), serial, issuer, result, layer.where, None, when)
     emails = certificate_addresses(cert)
     return SignerReport(emails[0] if emails else None, emails, serial_hex(cert),
-                        name_rfc4514(cert.issuer), result, layer.where, cert, when)
+                        issuer_text(cert), result, layer.where, cert, when)
 
 
 def judge_signers(layers: list[SignedLayer], trust: TrustStore, directory: Directory,
@@ -237,7 +237,7 @@ def gather(inspection: Inspection, envelope: Envelope, direction: Direction,
            at: dt.datetime, now: dt.datetime) -> Facts:
     out = _Collector()
     out.extend(inspection.findings)
-    from_fields = sum(1 for name, _ in inspection.headers if name.lower() == "from")
+    from_fields = sum(1 for name, _ in inspection.headers if len(name) == 4 and name.lower() == "from")
     if from_fields > 1:
         # RFC 5322 §3.6: exactly one From:. Clients differ in which one they show,
         # so a second one is a way to pass a signature off as someone else's.

@@ -24,6 +24,7 @@ Choices where SPEC §5 is silent, also stated in the shipped policies:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -54,9 +55,9 @@ class Rule:
     recipients: tuple[str, ...] | None = None  # None: any recipients
     action: Action | None = None  # None: defaults.action
 
-    @property
+    @functools.cached_property
     def counted(self) -> frozenset[Code]:
-        """The codes that are violations under this rule (SPEC §5)."""
+        """The codes that are violations under this rule (SPEC §5); worked out once per rule."""
         if not self.require:
             return frozenset()
         codes = set(ALWAYS_CODES)

@@ -60,20 +60,24 @@ def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     if ident & 0x1F == 0x1F:  # high tag number: never in these structures
         raise Unusual
     n = buf[pos + 1]
-    if n < 0x80:
-        start, length = pos + 2, n
-    else:
-        k = n & 0x7F
-        if k == 0 or k > 4:  # indefinite length (BER), or absurd
+    if n < 0x80:  # short form: most TLVs here
+        stop = pos + 2 + n
+        if stop > end:
             raise Unusual
-        start = pos + 2 + k
-        if start > end:
-            raise Unusual
-        length = int.from_bytes(buf[pos + 2:start], "big")
-    stop = start + length
+        return ident, pos + 2, stop
+    k = n & 0x7F
+    if k == 0 or k > 4:  # indefinite length (BER), or absurd
+        raise Unusual
+    start = pos + 2 + k
+    if start > end:
+        raise Unusual
+    stop = start + int.from_bytes(buf[pos + 2:start], "big")
     if stop > end:
         raise Unusual
     return ident, start, stop
+
+
+der_tlv = _tlv  # for .cms, which reads the outer structures in place the same way
 
 
 def _check_nested(buf: bytes, pos: int, end: int) -> None:
@@ -268,22 +272,10 @@ def _signer(buf: bytes, pos: int, end: int) -> tuple[SignerFields, int]:
     if ident != _SEQUENCE:
         raise Unusual
     _version, p = _integer(buf, p, stop)
-    ident, start, after = _tlv(buf, p, stop)
-    issuer = serial = key_id = None
-    if ident == _SEQUENCE:  # IssuerAndSerialNumber
-        name_ident, _s, name_end = _tlv(buf, start, after)
-        if name_ident != _SEQUENCE:
-            raise Unusual
-        _check_nested(buf, start, name_end)
-        issuer = bytes(buf[start:name_end])
-        serial, rest = _integer(buf, name_end, after)
-        if rest != after:
-            raise Unusual
-    elif ident == _CTX0_PRIMITIVE:  # [0] IMPLICIT SubjectKeyIdentifier
-        key_id = bytes(buf[start:after])
-    else:
-        raise Unusual
-    digest_oid, _a, p = _algorithm(buf, after, stop)
+    _i, _s, after = _tlv(buf, p, stop)  # sid
+    _i, _s, digest_end = _tlv(buf, after, stop)  # digestAlgorithm
+    issuer, serial, key_id, digest_oid = _piece(_signer_head, buf, p, digest_end)
+    p = digest_end
     signed_attrs: bytes | None = None
     attributes: tuple[Attribute, ...] = ()
     if p < stop and buf[p] == _CTX0:
@@ -291,8 +283,10 @@ def _signer(buf: bytes, pos: int, end: int) -> tuple[SignerFields, int]:
         signed_attrs = bytes(buf[p:after])
         attributes = _attributes(buf, start, after)
         p = after
-    signature_oid, alg_start, p = _algorithm(buf, p, stop)
-    signature_algorithm = bytes(buf[alg_start:p])
+    _i, _s, alg_end = _tlv(buf, p, stop)
+    signature_algorithm = bytes(buf[p:alg_end])
+    signature_oid = _piece(_algorithm_oid, signature_algorithm, 0, len(signature_algorithm))
+    p = alg_end
     ident, start, after = _tlv(buf, p, stop)
     if ident != _OCTETS:
         raise Unusual
@@ -308,27 +302,127 @@ def _signer(buf: bytes, pos: int, end: int) -> tuple[SignerFields, int]:
                         signature_algorithm, signature_oid, signature), stop
 
 
+# ---------------------------------------------------------------- pieces that recur
+#
+# Most of a SignerInfo or RecipientInfo is the same in every message of a sender, or
+# to a recipient: the signer's issuer and serial, the algorithm identifiers, the
+# contentType and S/MIME capabilities attributes, a recipient's issuer and serial
+# with the key-encryption algorithm. Those pieces are read once per encoding
+# (0.2 µs a lookup against 1-1.5 µs a read); the signature, the wrapped keys, the
+# messageDigest and the signingTime are read every time. Each cached function is the
+# same reading of the piece's bytes alone, raising Unusual as that reading does.
+
+_CACHED_PIECE = 1024  # bytes: longer pieces (odd names, big attributes) are not kept
+P = TypeVar("P")
+
+
+def _piece(parse: Callable[[bytes], P], buf: bytes, start: int, stop: int) -> P:
+    """``parse(buf[start:stop])``, remembered for pieces up to :data:`_CACHED_PIECE` bytes."""
+    data = bytes(buf[start:stop])
+    if stop - start <= _CACHED_PIECE:
+        return parse(data)
+    return parse.__wrapped__(data)  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=1024)
+def _signer_head(data: bytes) -> tuple[bytes | None, int | None, bytes | None, str]:
+    """sid and digestAlgorithm of a SignerInfo: (issuer DER, serial, key id, digest OID)."""
+    ident, start, after = _tlv(data, 0, len(data))
+    issuer = serial = key_id = None
+    if ident == _SEQUENCE:  # IssuerAndSerialNumber
+        name_ident, _s, name_end = _tlv(data, start, after)
+        if name_ident != _SEQUENCE:
+            raise Unusual
+        issuer = data[start:name_end]
+        if not _well_nested(issuer):  # _check_nested, on the bytes kept anyway
+            raise Unusual
+        serial, rest = _integer(data, name_end, after)
+        if rest != after:
+            raise Unusual
+    elif ident == _CTX0_PRIMITIVE:  # [0] IMPLICIT SubjectKeyIdentifier
+        key_id = data[start:after]
+    else:
+        raise Unusual
+    digest_oid, _a, p = _algorithm(data, after, len(data))
+    if p != len(data):
+        raise Unusual
+    return issuer, serial, key_id, digest_oid
+
+
+@functools.lru_cache(maxsize=256)
+def _algorithm_oid(data: bytes) -> str:
+    """The OID of an AlgorithmIdentifier TLV (its parameters checked for structure)."""
+    oid, _a, p = _algorithm(data, 0, len(data))
+    if p != len(data):
+        raise Unusual
+    return oid
+
+
+# messageDigest and signingTime (OID TLVs): new in every message, not worth remembering
+_VOLATILE_ATTRIBUTES = frozenset({bytes.fromhex("06092a864886f70d010904"),
+                                  bytes.fromhex("06092a864886f70d010905")})
+
+
+@functools.lru_cache(maxsize=1024)
+def _attribute(data: bytes) -> Attribute:
+    """One Attribute TLV (a SEQUENCE, whole)."""
+    _i, start, stop = _tlv(data, 0, len(data))
+    return _attribute_in(data, start, stop)
+
+
 def _attributes(buf: bytes, pos: int, end: int) -> tuple[Attribute, ...]:
+    # The TLVs of an attribute are short (< 128 bytes) but for big values: those are read
+    # here as _tlv reads them, the others by _tlv (1.3 µs an attribute, now about half).
     found = []
     while pos < end:
-        ident, start, stop = _tlv(buf, pos, end)
-        if ident != _SEQUENCE:
-            raise Unusual
-        attr_type, p = _oid(buf, start, stop)
-        ident, vstart, vstop = _tlv(buf, p, stop)
-        if ident != _SET or vstop != stop:
-            raise Unusual
-        values = []
-        q = vstart
-        while q < vstop:
-            vident, cstart, cstop = _tlv(buf, q, vstop)
-            if vident & 0x20:
-                _check_nested(buf, cstart, cstop)
-            values.append(bytes(buf[q:cstop]))
-            q = cstop
-        found.append(Attribute(attr_type, tuple(values)))
+        if pos + 2 <= end and buf[pos] == _SEQUENCE and buf[pos + 1] < 0x80:
+            start = pos + 2
+            stop = start + buf[pos + 1]
+            if stop > end:
+                raise Unusual
+        else:
+            ident, start, stop = _tlv(buf, pos, end)
+            if ident != _SEQUENCE:
+                raise Unusual
+        if stop - pos <= _CACHED_PIECE and buf[start:start + 11] not in _VOLATILE_ATTRIBUTES:
+            found.append(_attribute(bytes(buf[pos:stop])))
+        else:
+            found.append(_attribute_in(buf, start, stop))
         pos = stop
     return tuple(found)
+
+
+def _attribute_in(buf: bytes, start: int, stop: int) -> Attribute:
+    """The Attribute whose SEQUENCE contents are [start, stop)."""
+    if start + 2 <= stop and buf[start] == _OID and buf[start + 1] < 0x80:
+        p = start + 2 + buf[start + 1]
+        if p > stop:
+            raise Unusual
+        attr_type = oid_of(bytes(buf[start + 2:p]))
+    else:
+        attr_type, p = _oid(buf, start, stop)
+    if p + 2 <= stop and buf[p] == _SET and buf[p + 1] < 0x80:
+        vstart, vstop = p + 2, p + 2 + buf[p + 1]
+    else:
+        ident, vstart, vstop = _tlv(buf, p, stop)
+        if ident != _SET:
+            raise Unusual
+    if vstop != stop:
+        raise Unusual
+    values = []
+    q = vstart
+    while q < vstop:
+        if q + 2 <= vstop and buf[q + 1] < 0x80 and buf[q] & 0x1F != 0x1F:
+            vident, cstart, cstop = buf[q], q + 2, q + 2 + buf[q + 1]
+            if cstop > vstop:
+                raise Unusual
+        else:
+            vident, cstart, cstop = _tlv(buf, q, vstop)
+        if vident & 0x20:
+            _check_nested(buf, cstart, cstop)
+        values.append(bytes(buf[q:cstop]))
+        q = cstop
+    return Attribute(attr_type, tuple(values))
 
 
 def split_elements(raw: bytes) -> list[tuple[int, bytes]]:
@@ -417,11 +511,29 @@ def _issuer_serial(buf: bytes, start: int, stop: int) -> RecipientId:
     name_ident, _s, name_end = _tlv(buf, start, stop)
     if name_ident != _SEQUENCE:
         raise Unusual
-    _check_nested(buf, start, name_end)
+    issuer = bytes(buf[start:name_end])
+    if not _well_nested(issuer):  # _check_nested, on the bytes kept anyway
+        raise Unusual
     serial, rest = _integer(buf, name_end, stop)
     if rest != stop:
         raise Unusual
-    return RecipientId(bytes(buf[start:name_end]), serial, None)
+    return RecipientId(issuer, serial, None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ktri_head(data: bytes) -> RecipientId:
+    """rid and keyEncryptionAlgorithm of a KeyTransRecipientInfo: the rid."""
+    rident, start, after = _tlv(data, 0, len(data))
+    if rident == _SEQUENCE:
+        rid = _issuer_serial(data, start, after)
+    elif rident == _CTX0_PRIMITIVE:
+        rid = RecipientId(None, None, data[start:after])
+    else:
+        raise Unusual
+    _oid_name, _a, p = _algorithm(data, after, len(data))
+    if p != len(data):
+        raise Unusual
+    return rid
 
 
 def _recipient(buf: bytes, pos: int, end: int) -> tuple[RecipientFields, int]:
@@ -431,15 +543,10 @@ def _recipient(buf: bytes, pos: int, end: int) -> tuple[RecipientFields, int]:
         raise Unusual
     if kind == "ktri":
         _version, p = _integer(buf, p, stop)
-        rident, start, after = _tlv(buf, p, stop)
-        if rident == _SEQUENCE:
-            rid = _issuer_serial(buf, start, after)
-        elif rident == _CTX0_PRIMITIVE:
-            rid = RecipientId(None, None, bytes(buf[start:after]))
-        else:
-            raise Unusual
-        _oid_name, _a, p = _algorithm(buf, after, stop)
-        kident, _ks, p = _tlv(buf, p, stop)
+        _i, _s, after = _tlv(buf, p, stop)  # rid
+        _i, _s, alg_end = _tlv(buf, after, stop)  # keyEncryptionAlgorithm
+        rid = _piece(_ktri_head, buf, p, alg_end)
+        kident, _ks, p = _tlv(buf, alg_end, stop)
         if kident != _OCTETS or p != stop:
             raise Unusual
         return RecipientFields(kind, (rid,)), stop

@@ -8,6 +8,7 @@ be parsed is ``malformed``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..codes import Code
 
@@ -29,7 +30,7 @@ class Limits:
 class InputError(Exception):
     """Input that ``inspect`` reports as a finding instead of raising."""
 
-    code: Code = Code.MALFORMED
+    code: ClassVar[Code] = Code.MALFORMED
 
 
 class Malformed(InputError):

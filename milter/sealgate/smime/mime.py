@@ -274,6 +274,26 @@ def parse_content_type(value: str | None, default: str = "text/plain") -> Conten
     return ContentType(mtype, params, dups)
 
 
+_SHARED_TYPE_CHARS = 200  # values up to this long are kept (256 of them: bounded memory)
+
+
+def content_type_of(value: str | None) -> ContentType:
+    """:func:`parse_content_type` of a Content-Type value, shared by every part that has it.
+
+    The S/MIME parts' values (``application/pkcs7-signature; name="smime.p7s"``)
+    come back with every message of a client (1-2 µs each time). For readers
+    only: the result is the same object for every caller.
+    """
+    if value is not None and len(value) <= _SHARED_TYPE_CHARS:
+        return _shared_content_type(value)
+    return parse_content_type(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_content_type(value: str) -> ContentType:
+    return parse_content_type(value)
+
+
 def _rfc2231_value(parts: list[tuple[str, bool]]) -> str:
     """Join RFC 2231 §3-§4 pieces; extended ones are %-encoded, the first names a charset."""
     charset = "us-ascii"

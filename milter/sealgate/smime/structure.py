@@ -38,8 +38,8 @@ from .mime import (
     HeaderBlock,
     body_stream,
     boundary_of,
+    content_type_of,
     find_delimiter,
-    parse_content_type,
     read_header_block,
 )
 from .walk import walk_multipart
@@ -76,12 +76,13 @@ def inspect(source: IO[bytes], limits: Limits = Limits()) -> Inspection:  # noqa
             root = insp.entity(cur, head, "1", depth=1, layers=0)
         except OSError:
             raise
-        except Exception as exc:  # noqa: BLE001 - bad input is normal input (SPEC §10)
+        except Exception as error:  # noqa: BLE001 - bad input is normal input (SPEC §10)
             # A library meeting input nobody foresaw: a verdict for the message,
-            # the trace for the operator.
+            # the trace for the operator. (Not "exc": compiled, mypyc gives a name
+            # one type per function, InputError from the clause above.)
             log.warning("message could not be inspected", exc_info=True)
             return Inspection(head.fields, None, [*insp.findings, Finding(
-                Malformed.code, f"the message could not be parsed ({type(exc).__name__}: {exc})")],
+                Malformed.code, f"the message could not be parsed ({type(error).__name__}: {error})")],
                 size)
         return Inspection(head.fields, root, insp.findings, size)
 
@@ -108,7 +109,7 @@ class _Inspector:
         types = head.get("Content-Type")
         if len(types) > 1:
             self.note(Malformed(f"part {where}: {len(types)} Content-Type headers"))
-        ct = parse_content_type(types[0] if types else None)
+        ct = content_type_of(types[0] if types else None)
         for dup in ct.duplicates:
             self.note(Malformed(f"part {where}: Content-Type parameter {dup!r} given twice"))
         try:
@@ -178,7 +179,7 @@ class _Inspector:
 
     def signature(self, cur: Cursor, start: int, end: int, where: str) -> cmswalk.SignedDataInfo:
         head = read_header_block(cur, start, self.limits, where)
-        ct = parse_content_type(head.first("Content-Type"))
+        ct = content_type_of(head.first("Content-Type"))
         if ct.type not in SIGNATURE_TYPES:
             raise Malformed(f"part {where}: signature part is {ct.type}, not application/pkcs7-signature")
         if end - head.body_start > self.limits.max_signature_bytes:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from ..certs import encoded, issuer_der, name_rfc4514, name_rfc4514_of
+from ..certs import encoded, issuer_der, issuer_text, name_rfc4514_of, serial_hex, serial_of
 from ..codes import Code
 from ..directory.base import Directory
 from ..model import Finding, SignerInput
@@ -53,7 +53,7 @@ def find_signer_certificate(signer_info: SignerFields | cms.SignerInfo,
         si = as_signer_fields(signer_info)
         if si.sid_issuer is not None:
             for cert in certificates:
-                if cert.serial_number == si.sid_serial and issuer_der(cert) == si.sid_issuer:
+                if serial_of(cert) == si.sid_serial and issuer_der(cert) == si.sid_issuer:
                     return cert
             if directory is not None and si.sid_serial is not None:
                 return directory.find_by_issuer_serial(si.issuer, si.sid_serial)
@@ -111,7 +111,7 @@ def verify_signature(signer: SignerInput, cert: x509.Certificate) -> Finding | N
     try:
         _verify(signer, cert)
     except _Bad as bad:
-        who = f"serial {format(cert.serial_number, 'x')} issued by {name_rfc4514(cert.issuer)}"
+        who = f"serial {serial_hex(cert)} issued by {issuer_text(cert)}"
         return Finding(Code.BAD_SIGNATURE, f"signer {who}: {bad}")
     return None
 
@@ -124,7 +124,7 @@ def _verify(signer: SignerInput, cert: x509.Certificate) -> None:
     sig_name = si.signature_name
     signature = si.signature
 
-    hash_alg = hash_algorithm(si.digest_oid)
+    hash_alg = _hash_algorithm(si.digest_oid)
     if hash_alg is None or not signer.content_digests:
         raise _Bad(f"unknown digest algorithm {si.digest_name}")
 
@@ -147,6 +147,12 @@ def _verify(signer: SignerInput, cert: x509.Certificate) -> None:
         except _Bad as bad:
             last = bad
     raise last
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_algorithm(digest_oid: str) -> hashes.HashAlgorithm | None:
+    # The same few digest OIDs in every message; cryptography's hash objects are immutable.
+    return hash_algorithm(digest_oid)
 
 
 @functools.lru_cache(maxsize=256)

@@ -16,8 +16,8 @@ from .mime import (
     MAX_DELIMITER_LINE,
     Cursor,
     boundary_of,
+    content_type_of,
     delimiter_token,
-    parse_content_type,
     read_header_block,
 )
 
@@ -57,7 +57,7 @@ def walk_multipart(cur: Cursor, body_start: int, boundary: bytes, where: str, de
         if head.problems:
             raise Malformed(head.problems[0])
         types = head.get("Content-Type")
-        ct = parse_content_type(types[0] if types else None)
+        ct = content_type_of(types[0] if types else None)
         if ct.type.startswith("multipart/"):
             if depth + len(stack) >= limits.max_depth:
                 raise TooComplex(f"part {part}: MIME nesting deeper than {limits.max_depth}")

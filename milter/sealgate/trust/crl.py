@@ -32,7 +32,7 @@ from asn1crypto import pem, x509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from ..certs import encoded, fingerprint, name_key, name_rfc4514
+from ..certs import encoded, fingerprint, is_ca, name_key, name_rfc4514, subject_key
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,10 @@ class CrlEntry:
 
     def covers(self, cert: x509.Certificate) -> bool:
         """Scope from the issuingDistributionPoint (RFC 5280 §5.2.5)."""
-        is_ca = bool(cert.ca)
-        if self.only_user_certs and is_ca:
+        ca = is_ca(cert)
+        if self.only_user_certs and ca:
             return False
-        return not (self.only_ca_certs and not is_ca)
+        return not (self.only_ca_certs and not ca)
 
     def verified_by(self, issuer_cert: x509.Certificate) -> bool:
         """Does the CRL signature verify with ``issuer_cert``'s key (cached)?"""
@@ -202,7 +202,7 @@ class CrlIndex:
                 now: datetime) -> CrlEntry | None:
         """The newest CRL of ``issuer_cert`` current at ``now``, signed by its key,
         covering ``subject``."""
-        for entry in self._by_issuer.get(name_key(issuer_cert.subject), ()):
+        for entry in self._by_issuer.get(subject_key(issuer_cert), ()):
             if not entry.is_current(now):
                 continue
             if subject is not None and not entry.covers(subject):

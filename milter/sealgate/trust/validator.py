@@ -43,7 +43,7 @@ from pyhanko_certvalidator.errors import (
 from pyhanko_certvalidator.policy_decl import NO_REVOCATION, CertRevTrustPolicy
 from pyhanko_certvalidator.registry import SimpleTrustManager
 
-from ..certs import fingerprint, name_key, name_rfc4514, serial_hex
+from ..certs import fingerprint, issuer_text, name_rfc4514, serial_hex, serial_of, subject_key
 from ..codes import Code
 from ..model import Finding
 from .crl import CrlIndex
@@ -103,7 +103,7 @@ class _NoPath:
 
 
 def _who(cert: x509.Certificate, role: str) -> str:
-    return f"{role} serial {serial_hex(cert)} issued by {name_rfc4514(cert.issuer)}"
+    return f"{role} serial {serial_hex(cert)} issued by {issuer_text(cert)}"
 
 
 class PathCache:
@@ -161,7 +161,10 @@ class Validator:
             usage_problem = _usage_problem(cert, usage)
         if usage_problem:
             findings.append(Finding(Code.UNTRUSTED_SIGNER, f"{_who(cert, role)}: {usage_problem}"))
-        findings.extend(_dates(path, at, role))
+        for not_before, not_after in path.windows:
+            if not not_before <= at <= not_after:  # some certificate is out of its dates
+                findings.extend(_dates(path, at, role))
+                break
         revocation, notes = self._revocation(path.certs, now, role)
         findings.extend(revocation)
         return TrustResult(findings, notes, path.certs)
@@ -226,17 +229,18 @@ class Validator:
         for index in range(1, len(certs)):
             issuer, subject = certs[index - 1], certs[index]
             entry = self.crls.current(issuer, subject, now)
-            issuer_key = name_key(issuer.subject)
             if entry is not None:
-                if subject.serial_number in entry.revoked:
+                serial = serial_of(subject)
+                if serial in entry.revoked:
                     who = _who(subject, role if index == len(certs) - 1 else "CA")
-                    when = entry.revoked[subject.serial_number]
+                    when = entry.revoked[serial]
                     date = f" since {when:%Y-%m-%d %H:%M:%SZ}" if when else ""
                     # SPEC §3: revoked even when the date is after signing time (back-dating).
                     findings.append(Finding(Code.REVOKED_SIGNER,
                                             f"{who} is revoked{date} (CRL from {entry.source})"))
                 continue
             who = _who(subject, role if index == len(certs) - 1 else "CA")
+            issuer_key = subject_key(issuer)
             if not self.require_crl and not self.crls.has_source(issuer_key):
                 notes.append(f"{who}: not revocation-checked, no CRL source for "
                              f"{name_rfc4514(issuer.subject)} (trust.require_crl = false)")
