@@ -14,15 +14,15 @@ RUN python -m venv /opt/sealgate \
  && /opt/sealgate/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/sealgate/bin/pip install --no-cache-dir . \
  && /opt/sealgate/bin/sealgate --help >/dev/null
-# The message walk (sealgate.smime) compiled with mypyc, as `make native` does, then
-# put beside the installed sources; mypy itself stays in this stage.
+# The verdict path (sealgate/native.txt) compiled with mypyc, as `make native` does,
+# then put beside the installed sources; mypy itself stays in this stage.
 RUN python -m venv /opt/mypyc \
  && /opt/mypyc/bin/pip install --no-cache-dir "mypy==2.4.1" setuptools \
  && cd /src/milter \
  && /opt/mypyc/bin/mypyc --python-executable /opt/sealgate/bin/python \
-      $(ls sealgate/smime/*.py | grep -v __init__) >/tmp/mypyc.log \
+      $(grep -v '^#' sealgate/native.txt) >/tmp/mypyc.log \
  && site="$(/opt/sealgate/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
- && cp sealgate/smime/*.so "$site/sealgate/smime/" && cp ./*__mypyc*.so "$site/" \
+ && find sealgate -name '*.so' -exec cp --parents {} "$site/" \; && cp ./*__mypyc*.so "$site/" \
  && cd / && /opt/sealgate/bin/python -m sealgate.native
 
 # ---- run: the virtualenv, the libmilter runtime, nothing else

@@ -32,13 +32,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv: deps $(VENV)/.installed
 
-# The message walk (sealgate.smime) compiled with mypyc into C extension modules
-# beside its sources (sealgate/native.py says why); rebuilt when a source changes.
-NATIVE_SRC := $(filter-out %/__init__.py,$(wildcard milter/sealgate/smime/*.py))
-$(VENV)/.native: $(VENV)/.installed $(NATIVE_SRC) pyproject.toml
-	rm -rf milter/build milter/*__mypyc*.so milter/sealgate/smime/*.so
+# The verdict path compiled with mypyc into C extension modules beside its sources
+# (the list: milter/sealgate/native.txt; why: sealgate/native.py); rebuilt when a
+# source changes.
+NATIVE_LIST := milter/sealgate/native.txt
+NATIVE_SRC := $(addprefix milter/,$(shell grep -v '^\#' $(NATIVE_LIST)))
+NATIVE_SO := milter/*__mypyc*.so $(NATIVE_SRC:%.py=%.*.so)
+$(VENV)/.native: $(VENV)/.installed $(NATIVE_SRC) $(NATIVE_LIST) pyproject.toml
+	rm -rf milter/build $(NATIVE_SO)
 	cd milter && ../$(VENV)/bin/mypyc $(NATIVE_SRC:milter/%=%) >build.log 2>&1 \
-	  || { tail -30 build.log >&2; rm -f *__mypyc*.so sealgate/smime/*.so; \
+	  || { tail -30 build.log >&2; rm -f $(NATIVE_SO:milter/%=%); \
 	       if [ "$$CI" = true ]; then echo "mypyc failed (milter/build.log)" >&2; exit 1; fi; \
 	       echo "mypyc failed (milter/build.log): sealgate.smime runs as pure Python" >&2; }
 	rm -rf milter/build
@@ -64,4 +67,4 @@ bench: native
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info .pytest_cache .hypothesis milter/build
-	rm -f milter/*__mypyc*.so milter/sealgate/smime/*.so
+	rm -f $(NATIVE_SO)

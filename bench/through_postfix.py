@@ -35,11 +35,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import socket as socket_module
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,6 +316,31 @@ def _accepted(r: _Running) -> int:
         return 0
 
 
+KEPT_LOGS = inputs.ROOT / "bench" / "out"
+
+
+def _keep_log(r: _Running) -> str:
+    """What the milter logged besides acceptances, and a copy of its log to look into."""
+    try:
+        text = r.log.read_text(errors="replace")
+    except OSError as exc:
+        return f"log unreadable: {exc}"
+    seen: Counter[str] = Counter()
+    for line in text.splitlines():
+        if " action=" in line:
+            action = line.split(" action=", 1)[1].split(" ", 1)[0]
+            error = line.split(" error=", 1)[1].split(" ", 1)[0] if " error=" in line else ""
+            if action != "accept":
+                seen[f"action={action}" + (f" error={error}" if error else "")] += 1
+        elif " WARNING " in line or " ERROR " in line:
+            seen[line.split(": ", 1)[-1][:100]] += 1
+    KEPT_LOGS.mkdir(parents=True, exist_ok=True)
+    copy = KEPT_LOGS / f"{time.strftime('%Y%m%dT%H%M%S')}-{r.row.setup.replace(' ', '-')}.log"
+    shutil.copyfile(r.log, copy)
+    shown = "; ".join(f"{n} x {what}" for what, n in seen.most_common(3)) or "nothing else logged"
+    return f"{shown}; log kept as {copy}"
+
+
 def measure(size: int, *, messages: int, sessions: int, runs: int, setups: tuple[str, ...] = SETUPS,
             work: Path | None = None, log: Log = print) -> tuple[int, list[PostfixRow]]:
     """Build the message, start every setup, and run them in turn ``runs`` times.
@@ -355,7 +382,8 @@ def measure(size: int, *, messages: int, sessions: int, runs: int, setups: tuple
                 elif r.row.setup.startswith("sealgate"):
                     accepted = _accepted(r)
                     if accepted != r.sent:
-                        r.row.note = f"only {accepted} of {r.sent} messages logged as accepted"
+                        r.row.note = (f"only {accepted} of {r.sent} messages logged as accepted: "
+                                      + _keep_log(r))
         finally:
             for r in started:
                 r.stop()

@@ -138,3 +138,20 @@ def test_make_bench_prints_one_table_with_targets(capsys: pytest.CaptureFixture[
     verdicts = [line.split()[0] for line in out.split("Targets", 1)[1].splitlines()
                 if line.strip() and not line.startswith("(")]
     assert verdicts and set(verdicts) <= {"PASS", "MISS", "n/a"}
+
+
+def test_a_setup_that_did_not_accept_everything_says_what_it_logged(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(through_postfix, "KEPT_LOGS", tmp_path / "kept")
+    log = tmp_path / "milter.log"
+    log.write_text(
+        "2026-11-25 10:00:00,000 sealgate[1] INFO sealgate.milter: message queue_id=A action=accept size=1\n"
+        "2026-11-25 10:00:00,001 sealgate[1] INFO sealgate.milter: message queue_id=B action=tempfail "
+        "size=1 error=check-failed\n"
+        "2026-11-25 10:00:00,002 sealgate[1] ERROR sealgate.milter: cannot check message queue_id=B: boom\n")
+    running = through_postfix._Running(through_postfix.PostfixRow("sealgate ldap"), None,  # type: ignore[arg-type]
+                                       None, tmp_path / "times", log)
+    note = through_postfix._keep_log(running)
+    assert "1 x action=tempfail error=check-failed" in note
+    assert "1 x cannot check message queue_id=B: boom" in note
+    [kept] = (tmp_path / "kept").iterdir()
+    assert kept.read_text() == log.read_text() and kept.name.endswith("-sealgate-ldap.log")

@@ -1,10 +1,11 @@
 """Which of sealgate's modules run compiled, and whether a compiled one is out of date.
 
-The message walk (``sealgate.smime``: MIME, base64, BER/DER, CMS, digests,
-signature checks) is plain, fully typed Python. ``make native`` compiles its
-modules with mypyc (part of mypy) into C extension modules beside the
-sources; Python then imports those instead, with the same behaviour, and
-the 10 KB verdict costs about a third less CPU (``bench.check_rate``).
+The verdict path -- the message walk (``sealgate.smime``: MIME, base64,
+BER/DER, CMS, digests, signature checks), the facts and the policy rules --
+is plain, fully typed Python. ``make native`` compiles the modules listed in
+``native.txt`` with mypyc (part of mypy) into C extension modules beside the
+sources; Python then imports those instead, with the same behaviour, and the
+10 KB verdict costs about 45% less CPU (``bench.check_rate``).
 ``make test``, ``make demo`` and ``make bench`` compile first. Without a C
 compiler the sources run as they are.
 
@@ -21,9 +22,11 @@ import importlib.machinery
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent / "smime"
-# Every module of sealgate.smime except the package's __init__.
-SOURCES = tuple(sorted(p for p in PACKAGE.glob("*.py") if p.name != "__init__.py"))
+ROOT = Path(__file__).resolve().parents[1]  # the source root, milter/
+LIST = Path(__file__).with_name("native.txt")
+SOURCES = tuple(ROOT / line.strip()
+                for line in (LIST.read_text().splitlines() if LIST.exists() else ())
+                if line.strip() and not line.startswith("#"))
 
 
 def _compiled(source: Path) -> Path | None:
@@ -34,9 +37,13 @@ def _compiled(source: Path) -> Path | None:
     return None
 
 
+def _module(source: Path) -> str:
+    return ".".join(source.relative_to(ROOT).with_suffix("").parts)
+
+
 def compiled() -> list[str]:
-    """The modules of sealgate.smime that have a compiled build next to their source."""
-    return [f"sealgate.smime.{s.stem}" for s in SOURCES if _compiled(s) is not None]
+    """The listed modules that have a compiled build next to their source."""
+    return [_module(s) for s in SOURCES if _compiled(s) is not None]
 
 
 def stale() -> list[str]:
@@ -47,18 +54,18 @@ def stale() -> list[str]:
     out = []
     for source, binary in built.items():
         if binary is None:
-            out.append(f"{source.name} (not compiled)")
+            out.append(f"{_module(source)} (not compiled)")
         elif binary.stat().st_mtime < source.stat().st_mtime:
-            out.append(f"{source.name} (changed since {binary.name} was built)")
+            out.append(f"{_module(source)} (changed since {binary.name} was built)")
     return out
 
 
 def describe() -> str:
     names = compiled()
     if not names:
-        return "pure Python (sealgate.smime not compiled; `make native` compiles it)"
+        return "pure Python (`make native` compiles the verdict path)"
     problems = stale()
-    text = f"{len(names)} of {len(SOURCES)} sealgate.smime modules compiled (mypyc)"
+    text = f"{len(names)} of {len(SOURCES)} verdict-path modules compiled (mypyc)"
     return text + (f"; STALE: {', '.join(problems)}" if problems else "")
 
 
