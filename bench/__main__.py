@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sealgate benchmark, {inputs.stamp()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{ssl.OPENSSL_VERSION}",
         f"command: python -m bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
-        f"message walk: {native.describe()}",
+        f"verdict path: {native.describe()}",
     ]
     targets: list[Target] = []
 
