@@ -100,9 +100,14 @@ class Gateway:
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     wall_clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(UTC), repr=False,
                                                   compare=False)
-    _refreshed: float = field(default=-1.0, init=False, repr=False, compare=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
-                                  compare=False)
+    _refreshed: float = field(init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Set here, not as field defaults: compiled (sealgate.native), a native
+        # class does not fill init=False fields from their defaults.
+        self._refreshed = -1.0
+        self._lock = threading.Lock()
 
     def _refresh_due(self) -> bool:
         elapsed = self.clock() - self._refreshed
