@@ -66,5 +66,5 @@ bench: native
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) demo build *.egg-info .pytest_cache .hypothesis milter/build
+	rm -rf $(VENV) demo build *.egg-info .pytest_cache .hypothesis milter/build milter/.mypy_cache
 	rm -f $(NATIVE_SO)

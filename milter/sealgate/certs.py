@@ -23,6 +23,21 @@ _ADDRESSES = "_sealgate_addresses"
 T = TypeVar("T")
 
 
+def kept(cert: x509.Certificate, attribute: str, compute: Callable[[x509.Certificate], T]) -> T:
+    """``compute(cert)``, worked out once and kept on the certificate object as ``attribute``.
+
+    For values that depend on the certificate's bytes only: sealgate never
+    changes a parsed certificate, and parsed certificates are shared between
+    messages and threads (:func:`shared_certificate`); two threads computing
+    the same value at once both store it, harmlessly.
+    """
+    known = getattr(cert, attribute, None)
+    if known is None:
+        known = compute(cert)
+        setattr(cert, attribute, known)
+    return known  # type: ignore[no-any-return]
+
+
 def certificate_addresses(cert: x509.Certificate) -> tuple[str, ...]:
     """rfc822Name subjectAltNames, then PKCS #9 emailAddress attributes of the subject.
 
@@ -30,12 +45,7 @@ def certificate_addresses(cert: x509.Certificate) -> tuple[str, ...]:
     compare case-insensitively), deduplicated, first occurrence order kept.
     Kept on the object, as :func:`fingerprint` is (a parsed certificate never changes).
     """
-    known = getattr(cert, _ADDRESSES, None)
-    if known is not None:
-        return tuple(known)
-    addresses = _addresses(cert)
-    setattr(cert, _ADDRESSES, addresses)
-    return addresses
+    return kept(cert, _ADDRESSES, _addresses)
 
 
 def _addresses(cert: x509.Certificate) -> tuple[str, ...]:
@@ -120,11 +130,7 @@ def fingerprint(cert: x509.Certificate) -> bytes:
     tree (asn1crypto checks every node for changes), 7 µs a call, several
     calls a message.
     """
-    known = getattr(cert, _FINGERPRINT, None)
-    if known is None:
-        known = hashlib.sha256(encoded(cert)).digest()
-        setattr(cert, _FINGERPRINT, known)  # the same value whichever thread writes it
-    return bytes(known)
+    return kept(cert, _FINGERPRINT, lambda c: hashlib.sha256(encoded(c)).digest())
 
 
 # ---------------------------------------------------------------- shared parsed certificates
@@ -193,20 +199,12 @@ _ID = "_sealgate_id"
 
 def issuer_der(cert: x509.Certificate) -> bytes:
     """The issuer Name's encoding, kept on the object (compared for every signer)."""
-    known = getattr(cert, _ISSUER_DER, None)
-    if known is None:
-        known = encoded(cert.issuer)
-        setattr(cert, _ISSUER_DER, known)
-    return bytes(known)
+    return kept(cert, _ISSUER_DER, lambda c: bytes(encoded(c.issuer)))
 
 
 def issuer_serial(cert: x509.Certificate) -> tuple[str, int]:
     """(issuer :func:`name_key`, serial number): how CRLs and RecipientInfos name a certificate."""
-    known = getattr(cert, _ID, None)
-    if known is None:
-        known = (name_key(cert.issuer), serial_of(cert))
-        setattr(cert, _ID, known)
-    return known  # type: ignore[no-any-return]
+    return kept(cert, _ID, lambda c: (name_key(c.issuer), serial_of(c)))
 
 
 # Per-certificate values every signer and recipient check reads (trust path, CRL
@@ -220,37 +218,28 @@ _SUBJECT_KEY = "_sealgate_subject_key"
 _IS_CA = "_sealgate_is_ca"
 
 
-def _kept(cert: x509.Certificate, attribute: str, compute: Callable[[x509.Certificate], T]) -> T:
-    """``compute(cert)``, worked out once and kept on the certificate object as ``attribute``."""
-    known = getattr(cert, attribute, None)
-    if known is None:
-        known = compute(cert)
-        setattr(cert, attribute, known)
-    return known  # type: ignore[no-any-return]
-
-
 def serial_of(cert: x509.Certificate) -> int:
     """``cert.serial_number``, kept on the object."""
-    return _kept(cert, _SERIAL, lambda c: int(c.serial_number))
+    return kept(cert, _SERIAL, lambda c: int(c.serial_number))
 
 
 def serial_hex(cert: x509.Certificate) -> str:
-    return _kept(cert, _SERIAL_HEX, lambda c: format(serial_of(c), "x"))
+    return kept(cert, _SERIAL_HEX, lambda c: format(serial_of(c), "x"))
 
 
 def issuer_text(cert: x509.Certificate) -> str:
     """``name_rfc4514(cert.issuer)``, kept on the object."""
-    return _kept(cert, _ISSUER_TEXT, lambda c: name_rfc4514(c.issuer))
+    return kept(cert, _ISSUER_TEXT, lambda c: name_rfc4514(c.issuer))
 
 
 def subject_key(cert: x509.Certificate) -> str:
     """``name_key(cert.subject)``, kept on the object."""
-    return _kept(cert, _SUBJECT_KEY, lambda c: name_key(c.subject))
+    return kept(cert, _SUBJECT_KEY, lambda c: name_key(c.subject))
 
 
 def is_ca(cert: x509.Certificate) -> bool:
     """``bool(cert.ca)`` (basicConstraints cA), kept on the object; raises as asn1crypto does."""
-    return _kept(cert, _IS_CA, lambda c: bool(c.ca))
+    return kept(cert, _IS_CA, lambda c: bool(c.ca))
 
 
 def name_rfc4514(name: x509.Name) -> str:

@@ -183,10 +183,10 @@ class TimedDirectory:
         try:
             result = call()
         except Exception:
-            self._observe(max(time.perf_counter() - started, 0.0))
+            self._observe(time.perf_counter() - started)
             self._error.inc()
             raise
-        self._observe(max(time.perf_counter() - started, 0.0))
+        self._observe(time.perf_counter() - started)
         (self._not_found if empty(result) else self._found).inc()
         return result
 

@@ -38,7 +38,8 @@ def _compiled(source: Path) -> Path | None:
 
 
 def _module(source: Path) -> str:
-    return ".".join(source.relative_to(ROOT).with_suffix("").parts)
+    parts = source.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def compiled() -> list[str]:

@@ -19,6 +19,7 @@ from asn1crypto import algos, cms, keys
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes
 
+from ..certs import kept
 from ..codes import Code
 from ..model import Finding
 from .cmsfields import SignerFields, as_signer_fields
@@ -201,12 +202,11 @@ _KEY_DETAIL = "_sealgate_weak_key_detail"
 
 def _signer_key_detail(cert: asn1_x509.Certificate) -> str | None:
     """The weak-key detail of a signer certificate, kept on the object (it never changes)."""
-    known = getattr(cert, _KEY_DETAIL, None)
-    if known is None:
-        detail = weak_public_key(cert.public_key)
-        known = f"signer {format(cert.serial_number, 'x')}: {detail}" if detail else ""
-        setattr(cert, _KEY_DETAIL, known)
-    return known or None
+    def compute(c: asn1_x509.Certificate) -> str:
+        detail = weak_public_key(c.public_key)
+        return f"signer {format(c.serial_number, 'x')}: {detail}" if detail else ""
+
+    return kept(cert, _KEY_DETAIL, compute) or None
 
 
 def cipher_weak_findings(name_or_oid: str, key_bits: int | None,

@@ -47,38 +47,6 @@ class Tlv:
         return self.cls == cls and self.number == number
 
 
-_new = object.__new__
-
-
-def _has_instance_dict() -> bool:
-    """False when this module runs compiled (mypyc: Tlv is a native class, without one)."""
-    try:
-        _new(Tlv).__dict__  # noqa: B018
-    except (TypeError, AttributeError):
-        return False
-    return True
-
-
-_FILL_DICT = _has_instance_dict()
-
-
-def make_tlv(cls: int, constructed: bool, number: int, length: int | None, header: bytes,
-             offset: int) -> Tlv:
-    """``Tlv(...)``; as Python, without the frozen dataclass ``__init__`` (0.55 µs; this 0.2 µs).
-
-    Filling the instance dict is what the generated ``__init__`` does through
-    ``object.__setattr__``, field by field. Compiled, the class's own constructor
-    is the fast one (and the only one: a native class has no instance dict).
-    """
-    if not _FILL_DICT:
-        return Tlv(cls, constructed, number, length, header, offset)
-    tlv = _new(Tlv)
-    d = tlv.__dict__
-    d["cls"], d["constructed"], d["number"] = cls, constructed, number
-    d["length"], d["header"], d["offset"] = length, header, offset
-    return tlv
-
-
 class BerReader:
     """Reads TLVs one after another; ``pos`` counts decoded bytes consumed.
 
@@ -207,7 +175,7 @@ class BerReader:
         self._off = i
         offset = self.pos
         self.pos = offset + i - off
-        return make_tlv(first >> 6, bool(first & 0x20), number, length, buf[off:i], offset)
+        return Tlv(first >> 6, bool(first & 0x20), number, length, buf[off:i], offset)
 
     def _header(self) -> Tlv:
         offset = self.pos

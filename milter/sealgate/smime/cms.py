@@ -30,7 +30,6 @@ from .ber import (
     UNIVERSAL,
     BerReader,
     Tlv,
-    make_tlv,
 )
 from .cmsfields import (
     RecipientFields,
@@ -251,8 +250,8 @@ def _fast_content_info(r: BerReader) -> tuple[str, Tlv, Tlv]:
     if wident != _DER_CTX0:
         raise Unusual
     pos = r.pos
-    outer = make_tlv(UNIVERSAL, True, SEQUENCE, length, buf[off:start], pos)
-    wrapper = make_tlv(CONTEXT, True, 0, wlength, buf[after:wstart], pos + after - off)
+    outer = Tlv(UNIVERSAL, True, SEQUENCE, length, buf[off:start], pos)
+    wrapper = Tlv(CONTEXT, True, 0, wlength, buf[after:wstart], pos + after - off)
     r.consume(wstart - off)
     return ctype, outer, wrapper
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from ..certs import encoded, issuer_der, issuer_text, name_rfc4514_of, serial_hex, serial_of
+from ..certs import encoded, issuer_der, issuer_text, kept, name_rfc4514_of, serial_hex, serial_of
 from ..codes import Code
 from ..directory.base import Directory
 from ..model import Finding, SignerInput
@@ -244,11 +244,7 @@ _PUBLIC_KEY = "_sealgate_public_key"
 def _public_key_of(cert: x509.Certificate) -> PublicKeyTypes:
     # The same signers come back all day (one shared parsed certificate each,
     # sealgate.certs.shared_certificate); cryptography's key objects are immutable.
-    known = getattr(cert, _PUBLIC_KEY, None)
-    if known is None:
-        known = load_der_public_key(encoded(cert.public_key))
-        setattr(cert, _PUBLIC_KEY, known)
-    return known  # type: ignore[no-any-return]
+    return kept(cert, _PUBLIC_KEY, lambda c: load_der_public_key(encoded(c.public_key)))
 
 
 def _label(sig_name: str) -> str:
