@@ -308,12 +308,21 @@ def run_once(r: _Running, message: Path, *, messages: int, sessions: int, label:
                  "(held or deferred mail means the milter did not accept)", timeout=300)
 
 
-def _accepted(r: _Running) -> int:
-    """Messages the sealgate milter logged as accepted (one log line per message)."""
-    try:
-        return r.log.read_text(errors="replace").count(" action=accept ")
-    except OSError:
-        return 0
+def _accepted(r: _Running, expected: int | None = None, wait: float = 5.0) -> int:
+    """Messages the sealgate milter logged as accepted (one log line per message).
+
+    The milter writes its INFO lines in batches, up to 0.2 s late: wait up to
+    ``wait`` seconds for the count to reach ``expected``.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            count = r.log.read_text(errors="replace").count(" action=accept ")
+        except OSError:
+            count = 0
+        if expected is None or count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.1)
 
 
 KEPT_LOGS = inputs.ROOT / "bench" / "out"
@@ -380,7 +389,7 @@ def measure(size: int, *, messages: int, sessions: int, runs: int, setups: tuple
                 if r.proc is not None and r.proc.poll() is not None:
                     r.row.note = f"the milter exited with status {r.proc.returncode}"
                 elif r.row.setup.startswith("sealgate"):
-                    accepted = _accepted(r)
+                    accepted = _accepted(r, r.sent)
                     if accepted != r.sent:
                         r.row.note = (f"only {accepted} of {r.sent} messages logged as accepted: "
                                       + _keep_log(r))

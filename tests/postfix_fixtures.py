@@ -120,6 +120,22 @@ class SealgateProcess:
     def message_records(self) -> list[dict[str, Any]]:
         return [r for r in self.log_records() if r.get("msg") == "message"]
 
+    def message_record(self, queue_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The one per-message log line for ``queue_id``.
+
+        The milter writes INFO lines in batches (at most 0.2 s after the
+        message: sealgate.logging_setup.BatchedStreamHandler), so the line
+        may follow Postfix's reply: wait for it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.message_records() if r.get("queue_id") == queue_id]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(found) == 1, f"{len(found)} log lines for queue id {queue_id} in {self.log}"
+        return found[0]
+
     def scrape(self, path: str = "/metrics") -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.metrics_port}{path}"
         try:

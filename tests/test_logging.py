@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,15 @@ from gateway_helpers import write_config
 
 from sealgate import devmail as m
 from sealgate.devpki import TestPKI
-from sealgate.logging_setup import JsonFormatter, kv, render_fields, setup
+from sealgate.logging_setup import (
+    WRITE_CHUNK,
+    BatchedStreamHandler,
+    JsonFormatter,
+    flush_logs,
+    kv,
+    render_fields,
+    setup,
+)
 from sealgate.milterclient import MilterProcess
 
 MARKER = "body-marker-7f3a9c must never be logged"
@@ -123,3 +133,115 @@ def test_json_formatter_puts_fields_as_members_and_exceptions_as_text():
 def test_unknown_log_format_is_refused():
     with pytest.raises(ValueError, match="log format 'xml'"):
         setup("info", "xml")
+
+
+class Writes(io.StringIO):
+    """A stream that keeps each write separately (what reached the file, in which pieces)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def batched(stream: io.StringIO, interval: float) -> tuple[logging.Logger, BatchedStreamHandler]:
+    handler = BatchedStreamHandler(stream, interval)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = logging.getLogger(f"sealgate.test.batched.{id(handler)}")
+    log.propagate = False
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    return log, handler
+
+
+def test_info_lines_wait_for_the_interval_then_go_out_together():
+    stream = Writes()
+    log, handler = batched(stream, 0.3)
+    try:
+        for n in range(5):
+            log.info("message %d", n)
+        assert stream.getvalue() == ""  # held: nothing written yet
+        deadline = time.monotonic() + 10
+        while not stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert stream.getvalue() == "".join(f"INFO message {n}\n" for n in range(5))
+        assert len(stream.writes) == 1  # one write for all five
+    finally:
+        handler.close()
+
+
+def test_a_warning_goes_out_at_once_after_the_lines_before_it():
+    stream = Writes()
+    log, handler = batched(stream, 60.0)
+    try:
+        log.info("first")
+        log.debug("second")
+        assert stream.getvalue() == ""
+        log.warning("third")
+        assert stream.getvalue() == "INFO first\nDEBUG second\nWARNING third\n"
+        log.info("fourth")
+        handler.flush()
+        assert stream.getvalue().endswith("WARNING third\nINFO fourth\n")
+    finally:
+        handler.close()
+
+
+def test_batched_writes_are_whole_lines_of_at_most_one_pipe_buffer():
+    stream = Writes()
+    log, handler = batched(stream, 60.0)
+    try:
+        lines = [f"line {n} " + "é" * (n * 37 % 300) for n in range(200)]  # non-ASCII: bytes > chars
+        lines.append("long " + "x" * (2 * WRITE_CHUNK))  # longer than a chunk: alone, whole
+        for line in lines:
+            log.info("%s", line)
+        handler.close()  # writes what waits
+        assert stream.getvalue() == "".join(f"INFO {line}\n" for line in lines)
+        assert len(stream.writes) > 2
+        for text in stream.writes:
+            assert text.endswith("\n")
+            assert len(text.encode()) <= WRITE_CHUNK or text.count("\n") == 1
+        # After close a line is written at once (no writer thread is left to do it).
+        log.info("after close")
+        assert stream.getvalue().endswith("INFO after close\n")
+    finally:
+        handler.close()
+
+
+def test_a_forked_child_does_not_write_the_lines_its_parent_holds(tmp_path):
+    path = tmp_path / "log"
+    with path.open("a", encoding="utf-8") as stream:
+        log, handler = batched(stream, 60.0)  # type: ignore[arg-type]
+        try:
+            log.info("parent, before the fork")
+            pid = os.fork()
+            if pid == 0:  # the child: its own line only, written at its exit
+                log.info("child")
+                flush_logs_of(handler)
+                os._exit(0)
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+            handler.flush()
+        finally:
+            handler.close()
+    assert path.read_text().splitlines() == ["INFO child", "INFO parent, before the fork"]
+
+
+def flush_logs_of(handler: logging.Handler) -> None:
+    try:
+        handler.flush()
+    except BaseException:  # in the forked child: never return into pytest
+        os._exit(1)
+
+
+def test_flush_logs_writes_what_the_root_handlers_hold():
+    stream = io.StringIO()
+    setup("info", "text", stream, flush_interval=60.0)
+    try:
+        logging.getLogger("sealgate.test").info("held")
+        assert stream.getvalue() == ""
+        flush_logs()
+        assert "INFO sealgate.test: held" in stream.getvalue()
+    finally:
+        logging.getLogger().handlers.clear()

@@ -6,6 +6,7 @@ Every test taking ``store`` or ``factory`` runs once per backend.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import os
@@ -272,6 +273,27 @@ def test_decisions_are_recorded_without_content(store: Any) -> None:
     assert got[1].sender == "ext@other.test"
     assert got[1].recipient_domains == ("example.com",)
     assert list(store.decisions(since=ago(hours=2), until=ago(hours=0))) == got[1:]
+
+
+def test_a_batch_of_decisions_spanning_several_statements_is_recorded_whole_and_in_order(
+        store: Any) -> None:
+    from sealgate.quarantine.sqlbase import DECISION_ROWS
+
+    count = 2 * DECISION_ROWS + 3  # two full multi-row statements and a short one
+    base = ago(hours=2)
+    batch = [Decision.of(VERDICT, Envelope(f"s{i}@example.com", (f"r@d{i % 7}.test",)),
+                         at=base + dt.timedelta(seconds=i),
+                         quarantine_id=f"q{i}" if i % 5 == 0 else None)
+             for i in range(count)]
+    store.record_decisions(batch)
+    got = list(store.decisions(since=ago(days=1)))
+    assert got == batch
+    # A failing batch leaves none of its lines (one transaction for all statements).
+    broken = [*batch[:DECISION_ROWS + 1],
+              dataclasses.replace(batch[0], action=None)]  # NOT NULL violated
+    with pytest.raises(StoreError):
+        store.record_decisions(broken)
+    assert len(list(store.decisions(since=ago(days=1)))) == count
 
 
 def test_audit_log_is_append_only_and_listable(store: Any) -> None:

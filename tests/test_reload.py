@@ -61,7 +61,7 @@ def wait_for_log(gate: SealgateProcess, mta: DevPostfix, text: str, count: int =
 
 
 def decision(gate: SealgateProcess, queue_id: str) -> tuple[str, str]:
-    (line,) = [r for r in gate.message_records() if r.get("queue_id") == queue_id]
+    line = gate.message_record(queue_id)
     return line["rule"], line["action"]
 
 

@@ -46,6 +46,7 @@ from typing import Any
 import Milter
 
 from .errors import SealgateError
+from .logging_setup import flush_logs
 from .logging_setup import kv as _kv
 from .metrics import Metrics, MetricsServer, share_metrics
 from .milter_app import ACTIONS, Gateway, Live, reload_gateway, run, serve_metrics, share_socket
@@ -133,6 +134,7 @@ class Supervisor:
                     log.exception("worker %d failed", number)
             finally:
                 with contextlib.suppress(Exception):
+                    flush_logs()  # os._exit skips logging.shutdown: batched lines go now
                     sys.stderr.flush()
                 os._exit(status)
         self.workers[pid] = _Worker(number, pid, time.monotonic())

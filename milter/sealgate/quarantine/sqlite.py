@@ -33,7 +33,7 @@ from typing import IO, Any
 from ..errors import StoreError
 from ..model import Envelope, Verdict
 from .sealing import Sealer, read_bounded
-from .sqlbase import DECISION_INSERT, INSERT, V2_COLUMNS, SqlStore, decision_values, row_values
+from .sqlbase import INSERT, V2_COLUMNS, SqlStore, decision_inserts, row_values
 from .store import UTC, Decision, EntryNotFound, QuarantineEntry, check_id, new_id
 
 SCHEMA_VERSION = 2
@@ -151,7 +151,8 @@ class SqliteQuarantine(SqlStore):
                 try:
                     self._db.execute("BEGIN IMMEDIATE")
                     try:
-                        self._db.executemany(DECISION_INSERT, [decision_values(d) for d in decisions])
+                        for sql, values in decision_inserts(decisions):
+                            self._db.execute(sql, values)
                     except BaseException:
                         self._db.execute("ROLLBACK")
                         raise

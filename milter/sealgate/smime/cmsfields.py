@@ -156,13 +156,18 @@ def _algorithm(buf: bytes, pos: int, end: int) -> tuple[str, int, int]:
 # ---------------------------------------------------------------- SignerInfo
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, unsafe_hash=True)  # never changed after __init__
 class Attribute:
     type: str  # dotted OID
     values: tuple[bytes, ...]  # each value's whole TLV, as received
 
+    def __init__(self, type: str, values: tuple[bytes, ...]) -> None:
+        # Written out so that it is compiled: see ber.Tlv.
+        self.type = type
+        self.values = values
 
-@dataclass(frozen=True)
+
+@dataclass(init=False, unsafe_hash=True)  # never changed after __init__
 class SignerFields:
     """What the gateway reads of one SignerInfo."""
 
@@ -175,6 +180,21 @@ class SignerFields:
     signature_algorithm: bytes  # the AlgorithmIdentifier's whole TLV (parameters for RSA-PSS)
     signature_oid: str
     signature: bytes
+
+    def __init__(self, sid_issuer: bytes | None, sid_serial: int | None,
+                 sid_key_id: bytes | None, digest_oid: str, signed_attrs: bytes | None,
+                 attributes: tuple[Attribute, ...], signature_algorithm: bytes,
+                 signature_oid: str, signature: bytes) -> None:
+        # Written out so that it is compiled: see ber.Tlv.
+        self.sid_issuer = sid_issuer
+        self.sid_serial = sid_serial
+        self.sid_key_id = sid_key_id
+        self.digest_oid = digest_oid
+        self.signed_attrs = signed_attrs
+        self.attributes = attributes
+        self.signature_algorithm = signature_algorithm
+        self.signature_oid = signature_oid
+        self.signature = signature
 
     @property
     def sid_kind(self) -> str:
@@ -496,12 +516,17 @@ class RecipientId:
     key_id: bytes | None
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, unsafe_hash=True)  # never changed after __init__
 class RecipientFields:
     """What the gateway reads of one RecipientInfo: its kind and whom it is for."""
 
     kind: str  # asn1crypto's names: ktri, kari, kekri, pwri, ori
     rids: tuple[RecipientId, ...]  # empty for kekri, pwri, ori (not addressed to a certificate)
+
+    def __init__(self, kind: str, rids: tuple[RecipientId, ...]) -> None:
+        # Written out so that it is compiled: see ber.Tlv.
+        self.kind = kind
+        self.rids = rids
 
 
 _KINDS = {_SEQUENCE: "ktri", 0xA1: "kari", 0xA2: "kekri", 0xA3: "pwri", 0xA4: "ori"}

@@ -159,12 +159,20 @@ class Cursor:
 
 # ---------------------------------------------------------------- headers
 
-@dataclass
+@dataclass(init=False)
 class HeaderBlock:
     fields: list[tuple[str, str]]
     start: int
     body_start: int
     problems: list[str] = field(default_factory=list)  # malformed, but parseable
+
+    def __init__(self, fields: list[tuple[str, str]], start: int, body_start: int,
+                 problems: list[str] | None = None) -> None:
+        # Written out so that it is compiled: see ber.Tlv.
+        self.fields = fields
+        self.start = start
+        self.body_start = body_start
+        self.problems = problems if problems is not None else []
 
     def get(self, name: str) -> list[str]:
         lname, n = name.lower(), len(name)
@@ -385,11 +393,17 @@ def _unquote(val: str) -> str:
 
 # ---------------------------------------------------------------- boundaries
 
-@dataclass(frozen=True)
+@dataclass(init=False, unsafe_hash=True)  # never changed after __init__
 class Delimiter:
     content_end: int  # end of the preceding part: the line end before "--" belongs to the delimiter
     after: int  # first byte after the delimiter line
     close: bool
+
+    def __init__(self, content_end: int, after: int, close: bool) -> None:
+        # Written out so that it is compiled: see ber.Tlv.
+        self.content_end = content_end
+        self.after = after
+        self.close = close
 
 
 def find_delimiter(cur: Cursor, pos: int, boundary: bytes) -> Delimiter | None:

@@ -57,7 +57,7 @@ _ENCRYPTION_KU = frozenset({"key_encipherment", "key_agreement"})
 _SMIME_EKU = frozenset({"email_protection", "any_extended_key_usage"})
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, unsafe_hash=True)  # never changed after __init__
 class TrustResult:
     """What the trust store found about one certificate.
 
@@ -71,6 +71,13 @@ class TrustResult:
     findings: list[Finding]
     notes: list[str] = field(default_factory=list)
     path: tuple[x509.Certificate, ...] = ()
+
+    def __init__(self, findings: list[Finding], notes: list[str] | None = None,
+                 path: tuple[x509.Certificate, ...] = ()) -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.findings = findings
+        self.notes = notes if notes is not None else []
+        self.path = path
 
     @property
     def ok(self) -> bool:
