@@ -150,7 +150,7 @@ def seal_site(folder: Path) -> SealSite | str:
 
 def write_config(folder: Path, pki: TestPKI, *, directory: str = "files", ldap_url: str = "",
                  ldap_base: str = "", socket: str = "", policy: str = "strict.toml",
-                 workers: int = 1) -> Path:
+                 workers: int = 1, pin_workers: bool = False) -> Path:
     """A sealgate.toml under ``folder`` for the strict policy and the chosen directory backend."""
     directory_keys: dict[str, str | Path]
     if directory == "files":
@@ -161,7 +161,8 @@ def write_config(folder: Path, pki: TestPKI, *, directory: str = "files", ldap_u
         raise ValueError(f"unknown directory backend {directory!r}")
     return write_gateway_config(folder, anchors=[pki.ca.cert_path], crls=[pki.crl_path],
                                 directory=directory_keys, policy=POLICIES / policy, socket=socket,
-                                milter={"max_message_size": "64MiB", "workers": workers})
+                                milter={"max_message_size": "64MiB", "workers": workers,
+                                        "pin_workers": pin_workers})
 
 
 def ca_and_crl(pki: TestPKI, folder: Path) -> Path:

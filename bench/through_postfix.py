@@ -10,10 +10,12 @@ over ``--sessions`` parallel SMTP sessions, ``--runs`` times. Setups:
 - ``no milter``: Postfix alone;
 - ``no-op milter``: :class:`bench.milters.NoopMilter`, reads everything, accepts;
 - ``sealgate files``: ``sealgate milter``, ``policies/strict.toml``, the
-  ``files`` directory, ``[milter] workers`` = this machine's cores;
+  ``files`` directory, ``[milter] workers`` = this machine's cores, each worker
+  kept on its own core (``pin_workers = true``);
 - ``sealgate ldap``: the same with the ``ldap`` backend on a throwaway slapd
   (:mod:`sealgate.devslapd`), when this tree has that backend;
 - on request: ``sealgate files 1 worker`` (one milter process; any ``N workers``);
+  ``sealgate files unpinned`` (the workers left to the scheduler);
   ``no-op milter +headers`` (the no-op milter prepending two header fields,
   as sealgate does: Postfix's share of the difference); ``no-op milter inet``
   and ``sealgate files inet``: the same milters on ``inet:PORT@127.0.0.1``
@@ -65,8 +67,10 @@ Log = Callable[[str], object]
 SETUPS = ("no milter", "no-op milter", "sealgate files", "sealgate ldap")
 # The same milters on inet:PORT@127.0.0.1 (SPEC §4 says why unix sockets are the default).
 INET_SETUPS = ("no-op milter inet", "sealgate files inet")
-OPTIONAL_SETUPS = ("sealgate files 1 worker", "no-op milter +headers") + INET_SETUPS
-# sealgate's worker processes (``[milter] workers``): one per core, as deployed.
+OPTIONAL_SETUPS = ("sealgate files 1 worker", "sealgate files unpinned",
+                   "no-op milter +headers") + INET_SETUPS
+# sealgate's worker processes (``[milter] workers``): one per core, each kept on its own
+# core (``pin_workers``), as deployed on a busy gateway.
 WORKERS = os.cpu_count() or 1
 
 
@@ -168,12 +172,14 @@ def _start_milter(setup: str, mta: DevPostfix, work: Path, pki: TestPKI, times: 
     else:
         words = setup.split()
         workers = int(words[-2]) if words[-1] in ("worker", "workers") else WORKERS
+        pin = workers > 1 and words[-1] != "unpinned"
         if ldap is not None:
             config = inputs.write_config(work / "gw-ldap", pki, directory="ldap", ldap_url=ldap.url,
-                                         ldap_base=ldap.people_dn, socket=socket, workers=workers)
+                                         ldap_base=ldap.people_dn, socket=socket, workers=workers,
+                                         pin_workers=pin)
         else:
             config = inputs.write_config(work / f"gw-{setup.replace(' ', '-')}", pki, socket=socket,
-                                         workers=workers)
+                                         workers=workers, pin_workers=pin)
         argv = ["sealgate", "--config", str(config)]
     with _log_path(work, setup).open("wb") as log:
         # umask 007: the socket must be writable by group postfix (the folder is setgid postfix).

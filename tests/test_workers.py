@@ -36,12 +36,12 @@ SENDER, RCPT = "alice@example.com", "bob@example.com"
 class Gate:
     """``sealgate milter`` with ``workers`` processes, metrics on a free port, JSON log."""
 
-    def __init__(self, folder: Path, pki: TestPKI, count: int = 2) -> None:
+    def __init__(self, folder: Path, pki: TestPKI, count: int = 2, extra: str = "") -> None:
         self.port = free_port()
         self.socket = folder / "sealgate.sock"
         self.config = write_config(folder, pki)
         text = self.config.read_text()
-        text = text.replace("[milter]\n", f'[milter]\nworkers = {count}\n')
+        text = text.replace("[milter]\n", f'[milter]\nworkers = {count}\n{extra}')
         text = text.replace('listen = ""', f'listen = "127.0.0.1:{self.port}"')
         self.config.write_text(text.replace(f'socket = "unix:{folder}/sealgate.sock"',
                                             f'socket = "unix:{self.socket}"'))
@@ -262,3 +262,56 @@ def test_a_worker_that_ran_a_while_is_restarted_at_once(monkeypatch) -> None:
     assert not supervisor.failed and supervisor.quick_deaths == 0
     supervisor.stop(5)
     assert not supervisor.workers
+
+
+def allowed_cpus(pid: int) -> set[int]:
+    return os.sched_getaffinity(pid)
+
+
+def test_pinned_workers_each_stay_on_a_cpu_of_their_own(tmp_path: Path, pki: TestPKI) -> None:
+    mine = sorted(os.sched_getaffinity(0))
+    gate = Gate(tmp_path, pki, 2, "pin_workers = true\n")
+    try:
+        ready = {r["pid"]: r for r in gate.records()
+                 if str(r.get("msg", "")).startswith("event=worker-ready")}
+        assert set(ready) == gate.workers()
+        pinned = {pid: allowed_cpus(pid) for pid in gate.workers()}
+        assert all(len(cpus) == 1 for cpus in pinned.values()), pinned
+        # Round robin over the CPUs the supervisor may use: worker 1 on the first, 2 on the next.
+        assert sorted(next(iter(c)) for c in pinned.values()) == sorted(
+            mine[n % len(mine)] for n in range(2))
+        for pid, cpus in pinned.items():
+            assert f"cpu={next(iter(cpus))}" in str(ready[pid]["msg"])
+        assert allowed_cpus(gate.pid) == set(mine)  # the supervisor itself is not pinned
+        # A replacement worker gets its predecessor's CPU.
+        victim = next(iter(pinned))
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(gate.workers() - {victim}) == 2, "a replacement worker")
+        replacement = next(iter(gate.workers() - set(pinned)))
+        wait_until(lambda: gate.log_count("event=worker-ready") >= 3, "the replacement to be ready")
+        assert allowed_cpus(replacement) == pinned[victim]
+        assert gate.send("pinned") == "held"
+    finally:
+        gate.process.stop()
+
+
+def test_workers_are_not_pinned_by_default(gate: Gate) -> None:
+    mine = os.sched_getaffinity(0)
+    assert all(allowed_cpus(pid) == mine for pid in gate.workers())
+    assert all("cpu=-" in str(r["msg"]) for r in gate.records()
+               if str(r.get("msg", "")).startswith("event=worker-ready"))
+
+
+def test_a_cpu_that_cannot_be_had_leaves_the_worker_unpinned(caplog) -> None:
+    before = os.sched_getaffinity(0)
+    assert workers._pin(1, [4095]) is None  # no such CPU: refused, nothing changed
+    assert os.sched_getaffinity(0) == before
+    assert "event=worker-not-pinned worker=1 cpu=4095" in caplog.text
+
+
+def test_pin_workers_must_be_true_or_false(tmp_path: Path, pki: TestPKI) -> None:
+    config = write_config(tmp_path, pki)
+    assert load_config(config).milter.pin_workers is False
+    config.write_text(config.read_text().replace("[milter]\n", '[milter]\npin_workers = "yes"\n'))
+    with pytest.raises(Exception, match="pin_workers"):
+        load_config(config)

@@ -47,6 +47,7 @@ class MilterConfig:
     timeout: int  # seconds
     max_message_size: int  # bytes
     workers: int = 1  # milter processes sharing the socket (sealgate.workers)
+    pin_workers: bool = False  # each worker process on one CPU of its own, round robin
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,9 @@ SCHEMA: dict[str | None, tuple[Key, ...]] = {
         Key("workers", 1, _workers,
             "milter processes sharing the socket; more than 1 uses several cores "
             "(about one per core)"),
+        Key("pin_workers", False, as_bool,
+            "with workers > 1: keep worker N on the Nth CPU the milter may use "
+            "(round robin); its caches stay warm on a busy gateway"),
     ),
     "directory": (
         Key("backend", "files", one_of("files", "ldap"),

@@ -220,6 +220,25 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
+def _pin(number: int, cpus: list[int]) -> int | None:
+    """Keep worker ``number`` (from 1) on one of ``cpus``, round robin; the CPU, or None.
+
+    A worker that stays on one CPU keeps its caches there: with Postfix on the
+    same cores, a worker the scheduler moves between CPUs starts each message
+    cold (bench/through_postfix.py measured end-of-message p50 0.4 ms pinned,
+    1.2 ms not, and 2% more throughput). A CPU that cannot be had (taken away
+    since start) leaves the worker unpinned, with a warning.
+    """
+    cpu = cpus[(number - 1) % len(cpus)]
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError as exc:
+        log.warning("event=worker-not-pinned worker=%d cpu=%d error=%s", number, cpu,
+                    _kv(exc.strerror or str(exc)))
+        return None
+    return cpu
+
+
 def run_workers(gateway: Gateway, load: Callable[[], Gateway], count: int, *,
                 store: QuarantineStore | None = None, metrics_listen: str = "",
                 drain_timeout: float | None = None, handle_signals: bool = True) -> None:
@@ -235,6 +254,8 @@ def run_workers(gateway: Gateway, load: Callable[[], Gateway], count: int, *,
     shared = tempfile.mkdtemp(prefix="sealgate-metrics-")  # 0700
     store = store if store is not None else open_store(config.quarantine)
     supervisor_pid = os.getpid()
+    # [milter] pin_workers: the CPUs this process may use, shared out among the workers.
+    cpus = sorted(os.sched_getaffinity(0)) if config.milter.pin_workers else []
     try:
         share_metrics(shared)
         metrics = Metrics(shared_dir=shared)
@@ -245,13 +266,15 @@ def run_workers(gateway: Gateway, load: Callable[[], Gateway], count: int, *,
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)  # run() installs the worker's own
             _exit_with_parent(supervisor_pid)
+            cpu = _pin(number, cpus) if cpus else None
             try:
                 mine = load()
                 own_store = open_store(mine.config.quarantine)
             except SealgateError as exc:
                 log.error("worker %d cannot start: %s", number, exc)
                 return 2
-            log.info("event=worker-ready worker=%d socket=%s", number, _kv(socket))
+            log.info("event=worker-ready worker=%d socket=%s cpu=%s", number, _kv(socket),
+                     "-" if cpu is None else cpu)
             run(mine, socket, timeout, store=own_store, metrics=Metrics(shared_dir=shared),
                 reload=load, serve=milter.main, drain_timeout=drain_timeout,
                 handle_signals=True)
