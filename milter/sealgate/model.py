@@ -16,18 +16,23 @@ from .codes import Action, AuthResult, Code, Direction
 from .smime.cmsfields import RecipientFields, SignerFields
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, unsafe_hash=True)  # never changed after __init__
 class Finding:
     """One violation, with a detail that names what and where."""
 
     code: Code
     detail: str
 
+    def __init__(self, code: Code, detail: str) -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.code = code
+        self.detail = detail
+
     def as_dict(self) -> dict[str, str]:
         return {"code": str(self.code), "detail": self.detail}
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, unsafe_hash=True)  # never changed after __init__
 class Envelope:
     sender: str  # "" for the null sender
     recipients: tuple[str, ...]
@@ -35,10 +40,19 @@ class Envelope:
     client_address: str = ""
     queue_id: str = ""
 
+    def __init__(self, sender: str, recipients: tuple[str, ...], from_header: str | None = None,
+                 client_address: str = "", queue_id: str = "") -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.sender = sender
+        self.recipients = recipients
+        self.from_header = from_header
+        self.client_address = client_address
+        self.queue_id = queue_id
+
 
 # ---------------------------------------------------------------- layers
 
-@dataclass
+@dataclass(init=False)
 class SignerInput:
     """One SignerInfo of a signed layer, before verification.
 
@@ -52,8 +66,15 @@ class SignerInput:
     content_digests: list[bytes]
     econtent_type: str  # asn1crypto name ("data", "signed_data", ...) or dotted OID
 
+    def __init__(self, signer_info: SignerFields | cms.SignerInfo, content_digests: list[bytes],
+                 econtent_type: str) -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.signer_info = signer_info
+        self.content_digests = content_digests
+        self.econtent_type = econtent_type
 
-@dataclass
+
+@dataclass(init=False)
 class SignedLayer:
     where: str  # MIME part path, "1" is the whole message, "1.2" its second part
     detached: bool
@@ -62,8 +83,18 @@ class SignedLayer:
     inner: Layer | None  # None: the signed content could not be inspected (see findings)
     kind: str = "signed"
 
+    def __init__(self, where: str, detached: bool, certificates: list[x509.Certificate],
+                 signers: list[SignerInput], inner: Layer | None, kind: str = "signed") -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.where = where
+        self.detached = detached
+        self.certificates = certificates
+        self.signers = signers
+        self.inner = inner
+        self.kind = kind
 
-@dataclass
+
+@dataclass(init=False)
 class EncryptedLayer:
     where: str
     authenticated: bool  # authEnveloped-data (RFC 5083)
@@ -71,6 +102,17 @@ class EncryptedLayer:
     content_key_bits: int | None
     recipients: list[RecipientFields]
     kind: str = "encrypted"
+
+    def __init__(self, where: str, authenticated: bool, content_algorithm: str,
+                 content_key_bits: int | None, recipients: list[RecipientFields],
+                 kind: str = "encrypted") -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.where = where
+        self.authenticated = authenticated
+        self.content_algorithm = content_algorithm
+        self.content_key_bits = content_key_bits
+        self.recipients = recipients
+        self.kind = kind
 
 
 @dataclass
@@ -101,12 +143,20 @@ def structure_of(layer: Layer | None) -> str:
     return f"{layer.kind}({structure_of(layer.inner)})"
 
 
-@dataclass
+@dataclass(init=False)
 class Inspection:
     headers: list[tuple[str, str]]  # top-level header fields, unfolded, in order
     root: Layer | None
     findings: list[Finding] = field(default_factory=list)  # malformed / too-complex / weak content cipher
     size: int = 0
+
+    def __init__(self, headers: list[tuple[str, str]], root: Layer | None,
+                 findings: list[Finding] | None = None, size: int = 0) -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.headers = headers
+        self.root = root
+        self.findings = findings if findings is not None else []
+        self.size = size
 
     @property
     def structure(self) -> str:
@@ -122,7 +172,7 @@ class Inspection:
 
 # ---------------------------------------------------------------- results
 
-@dataclass
+@dataclass(init=False)
 class SignerReport:
     """One verified (or not) signer, as reported in JSON and headers."""
 
@@ -135,21 +185,39 @@ class SignerReport:
     certificate: x509.Certificate | None = None
     signing_time: str | None = None  # ISO 8601 from the signingTime attribute, as claimed
 
+    def __init__(self, email: str | None, emails: tuple[str, ...], serial: str, issuer: str,
+                 result: str, where: str = "", certificate: x509.Certificate | None = None,
+                 signing_time: str | None = None) -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.email = email
+        self.emails = emails
+        self.serial = serial
+        self.issuer = issuer
+        self.result = result
+        self.where = where
+        self.certificate = certificate
+        self.signing_time = signing_time
+
     def as_dict(self) -> dict[str, object]:
         return {"email": self.email, "serial": self.serial, "issuer": self.issuer,
                 "result": self.result, "signing_time": self.signing_time}
 
 
-@dataclass
+@dataclass(init=False)
 class RecipientReport:
     address: str
     covered: bool | None  # None: not judged (external, or content not encrypted)
+
+    def __init__(self, address: str, covered: bool | None) -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.address = address
+        self.covered = covered
 
     def as_dict(self) -> dict[str, object]:
         return {"address": self.address, "covered": self.covered}
 
 
-@dataclass
+@dataclass(init=False)
 class Facts:
     """Everything the checks found, before the policy looks at it.
 
@@ -164,8 +232,19 @@ class Facts:
     recipients: list[RecipientReport]
     notes: list[str] = field(default_factory=list)  # e.g. an issuer not revocation-checked
 
+    def __init__(self, structure: str, direction: Direction, candidates: list[Finding],
+                 signers: list[SignerReport], recipients: list[RecipientReport],
+                 notes: list[str] | None = None) -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.structure = structure
+        self.direction = direction
+        self.candidates = candidates
+        self.signers = signers
+        self.recipients = recipients
+        self.notes = notes if notes is not None else []
 
-@dataclass
+
+@dataclass(init=False)
 class Verdict:
     action: Action
     rule: str | None
@@ -176,6 +255,21 @@ class Verdict:
     recipients: list[RecipientReport]
     auth_result: AuthResult = AuthResult.NONE
     notes: list[str] = field(default_factory=list)
+
+    def __init__(self, action: Action, rule: str | None, direction: Direction, structure: str,
+                 violations: list[Finding], signers: list[SignerReport],
+                 recipients: list[RecipientReport], auth_result: AuthResult = AuthResult.NONE,
+                 notes: list[str] | None = None) -> None:
+        # Written out so that it is compiled: see smime.ber.Tlv.
+        self.action = action
+        self.rule = rule
+        self.direction = direction
+        self.structure = structure
+        self.violations = violations
+        self.signers = signers
+        self.recipients = recipients
+        self.auth_result = auth_result
+        self.notes = notes if notes is not None else []
 
     @property
     def codes(self) -> list[str]:
