@@ -177,7 +177,11 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         # waited at the fork are the parent's to write.
         self._thread = None
         self._pending, self._pending_bytes = [], 0
-        self._wake = threading.Event()
+        # Fresh events: another thread of the parent may have held theirs at the fork.
+        stopping = self._stopping.is_set()
+        self._wake, self._stopping = threading.Event(), threading.Event()
+        if stopping:
+            self._stopping.set()
 
 
 def flush_logs() -> None:
