@@ -19,7 +19,7 @@ from collections.abc import Callable
 from sealgate.codes import Action, Direction
 from sealgate.devpostgres import DevPostgres
 from sealgate.model import Envelope, Verdict
-from sealgate.quarantine import Decision, Sealer, SqliteQuarantine
+from sealgate.quarantine import Decision, QuarantineStore, Sealer, SqliteQuarantine
 from sealgate.quarantine.postgresql import PostgresQuarantine
 
 ENVELOPE = Envelope("alice@example.com", ("bob@example.com",))
@@ -36,11 +36,11 @@ def rate(label: str, work: Callable[[], object], count: int, per_call: int = 1) 
 BATCH = 100  # report lines per record_decisions call, as the milter's writer sends them under load
 
 
-def rate_batched(name: str, store: object, decision: Decision, count: int) -> None:
+def rate_batched(name: str, store: QuarantineStore, decision: Decision, count: int) -> None:
     """Decision lines per second when written ``BATCH`` at a time (sealgate.quarantine.decisions)."""
     batch = [decision] * BATCH
     rate(f"{name} record_decisions x{BATCH} (per line)",
-         lambda: store.record_decisions(batch), max(count // 10, 3), per_call=BATCH)  # type: ignore[attr-defined]
+         lambda: store.record_decisions(batch), max(count // 10, 3), per_call=BATCH)
 
 
 def main() -> None:

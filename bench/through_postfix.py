@@ -314,7 +314,7 @@ def run_once(r: _Running, message: Path, *, messages: int, sessions: int, label:
                  "(held or deferred mail means the milter did not accept)", timeout=300)
 
 
-def _accepted(r: _Running, expected: int | None = None, wait: float = 5.0) -> int:
+def _accepted(r: _Running, expected: int, wait: float = 5.0) -> int:
     """Messages the sealgate milter logged as accepted (one log line per message).
 
     The milter writes its INFO lines in batches, up to 0.2 s late: wait up to
@@ -326,7 +326,7 @@ def _accepted(r: _Running, expected: int | None = None, wait: float = 5.0) -> in
             count = r.log.read_text(errors="replace").count(" action=accept ")
         except OSError:
             count = 0
-        if expected is None or count >= expected or time.monotonic() > deadline:
+        if count >= expected or time.monotonic() > deadline:
             return count
         time.sleep(0.1)
 

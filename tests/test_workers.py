@@ -27,7 +27,7 @@ from sealgate import workers
 from sealgate.config import load_config
 from sealgate.devpki import TestPKI
 from sealgate.devpostfix import free_port
-from sealgate.milterclient import MilterClient, MilterProcess, split_message
+from sealgate.milterclient import MilterClient, MilterProcess, children_of, split_message
 
 BODY = m.text_entity("Hello,\r\n\r\nworkers.\r\n")
 SENDER, RCPT = "alice@example.com", "bob@example.com"
@@ -81,19 +81,6 @@ class Gate:
     def send(self, subject: str = "hello") -> str:
         raw = m.message(BODY, SENDER, [RCPT], subject=subject)
         return self.process.send(raw, SENDER, [RCPT]).outcome
-
-
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry))
-    return found
 
 
 def alive(pid: int) -> bool:

@@ -100,7 +100,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: IO[str], interval: float = FLUSH_SECONDS) -> None:
         super().__init__(stream)
         self.interval = interval
-        self._pending: list[str] = []
+        self._pending: list[tuple[str, int]] = []  # (line, its length in UTF-8 bytes)
         self._pending_bytes = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -110,8 +110,9 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
         try:
             line = self.format(record) + self.terminator
-            self._pending.append(line)
-            self._pending_bytes += len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
+            length = len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
+            self._pending.append((line, length))
+            self._pending_bytes += length
             if record.levelno >= logging.WARNING or self._pending_bytes >= WRITE_CHUNK:
                 self._write_pending()
             elif len(self._pending) == 1:
@@ -138,8 +139,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pending, self._pending, self._pending_bytes = self._pending, [], 0
         chunk: list[str] = []
         size = 0
-        for line in pending:
-            length = len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
+        for line, length in pending:
             if chunk and size + length > WRITE_CHUNK:
                 self._write("".join(chunk))
                 chunk, size = [], 0

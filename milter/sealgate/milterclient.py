@@ -10,6 +10,9 @@ negotiates. It is not a general-purpose MTA: one message per connection.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import struct
 import subprocess
@@ -256,6 +259,20 @@ def send_raw(socket_path: Path, raw: bytes, sender: str, recipients: Iterable[st
         return client.send_message(sender, list(recipients), headers, body, queue_id=queue_id)
 
 
+def children_of(pid: int) -> set[int]:
+    """Live processes whose parent is ``pid`` (a supervisor's workers), from /proc."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
 class MilterProcess:
     """``sealgate milter --config CONFIG`` as a child process (tests, benchmarks, the demo).
 
@@ -267,8 +284,11 @@ class MilterProcess:
     def __init__(self, config: Path, socket_path: Path, log: Path, *extra_args: str) -> None:
         self.config, self.socket, self.log = config, socket_path, log
         with log.open("ab") as out:
+            # PYTHONFAULTHANDLER: a milter that does not stop is asked (SIGABRT) to
+            # write every thread's stack into its log before it is killed (stop()).
             self.proc = subprocess.Popen([sys.executable, "-m", "sealgate", "milter", "--config",
-                                          str(config), *extra_args], stderr=out)
+                                          str(config), *extra_args], stderr=out,
+                                         env={**os.environ, "PYTHONFAULTHANDLER": "1"})
         try:
             wait_for_milter(socket_path, self.proc)
         except BaseException as exc:
@@ -287,14 +307,25 @@ class MilterProcess:
         return send_raw(self.socket, raw, sender, recipients, queue_id)
 
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, wait; the exit status (a kill after ``timeout`` raises TimeoutExpired)."""
+        """SIGTERM, wait; the exit status.
+
+        A milter (or one of its worker processes) still running ``timeout``
+        seconds later is asked for its threads' stacks (SIGABRT: they go to its
+        log), then killed, and TimeoutExpired is raised with the end of the log.
+        """
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            for pid in (*children_of(self.proc.pid), self.proc.pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGABRT)
+            time.sleep(2)
             self.kill()
-            raise
+            tail = self.log.read_text(errors="replace")[-6000:]
+            raise subprocess.TimeoutExpired(self.proc.args, timeout,
+                                            output=f"the end of its log {self.log}:\n{tail}") from None
 
     def kill(self) -> None:
         if self.proc.poll() is None:
