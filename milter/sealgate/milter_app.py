@@ -34,6 +34,7 @@ from .model import Envelope, Verdict
 from .quarantine import HELD, Decision, QuarantineStore, open_store
 from .quarantine.decisions import BufferedDecisions, DecisionWriter
 from .spool import sealed_spool
+from .wakeup import Wakeup
 
 log = logging.getLogger("sealgate.milter")
 
@@ -593,8 +594,7 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
     live = Live(gateway)
     tracker = Tracker()
     install(gateway, store, tracker, live=live, metrics=metrics)
-    stop = threading.Event()
-    wake = threading.Event()
+    wake = Wakeup()  # not threading.Event: the signal handlers set it (sealgate.wakeup)
     hups: list[int] = []
     failure: list[BaseException] = []
 
@@ -607,12 +607,10 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
         except BaseException as exc:  # reported by the main thread
             failure.append(exc)
         finally:
-            stop.set()
-            wake.set()
+            wake.stop()
 
     def on_stop(signum: int, frame: Any) -> None:
-        stop.set()
-        wake.set()
+        wake.stop()
 
     def on_hup(signum: int, frame: Any) -> None:
         hups.append(signum)  # the reload runs in the main loop, not in the handler
@@ -624,6 +622,7 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
             server = serve_metrics(metrics_listen, metrics, store, live)
         except SealgateError:
             store.close()
+            wake.close()
             raise
 
     previous: dict[int, Any] = {}
@@ -636,12 +635,11 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
         listener.start()
         log.info("sealgate milter listening on %s", socket)
         shared = share_socket(socket, time.monotonic() + 10)
-        while not stop.is_set():
+        while not wake.stopping:
             wake.wait(0.05 if not shared else 0.5)
-            wake.clear()
             if not shared:
                 shared = share_socket(socket, time.monotonic() + 10)
-            while hups and not stop.is_set():
+            while hups and not wake.stopping:
                 hups.clear()
                 if reload is None:
                     log.warning("SIGHUP: no configuration file to reload from; ignored")
@@ -670,6 +668,8 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        if not listener.is_alive():  # else it may still wake us: its pipe stays open
+            wake.close()
         if server is not None:
             server.stop()
         store.close()
