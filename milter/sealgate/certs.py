@@ -21,6 +21,7 @@ from cryptography.x509.oid import ObjectIdentifier
 
 _ADDRESSES = "_sealgate_addresses"
 T = TypeVar("T")
+A = TypeVar("A", bound=Asn1Value)
 
 
 def kept(cert: x509.Certificate, attribute: str, compute: Callable[[x509.Certificate], T]) -> T:
@@ -150,7 +151,7 @@ def shared_certificate(der: bytes) -> x509.Certificate:
     out its extensions, key and fingerprint cost about 0.3 ms — a third of the
     verdict on a small message. The object is parsed whole and its lazily
     computed parts (extensions, key facts, serial, fingerprint) are computed
-    before it is shared, so that threads only read it afterwards. Raises what
+    before it is shared (:func:`settle`), so that threads only read it afterwards. Raises what
     asn1crypto raises for bytes that do not parse (the caller says where);
     a certificate whose extensions do not parse is returned parsed but not
     shared, so its problems surface per message as before.
@@ -160,8 +161,7 @@ def shared_certificate(der: bytes) -> x509.Certificate:
         if cert is not None:
             _shared.move_to_end(der)
             return cert
-    cert = x509.Certificate.load(der, strict=True)
-    cert._parse_children(recurse=True)
+    cert = settle(x509.Certificate.load(der, strict=True))
     try:
         _warm(cert, der)
     except Exception:  # noqa: BLE001 - asn1crypto raises assorted types on bad extensions
@@ -191,6 +191,72 @@ def _warm(cert: x509.Certificate, der: bytes) -> None:
     serial_hex(cert)
     issuer_text(cert)
     setattr(cert, _FINGERPRINT, hashlib.sha256(der).digest())
+
+
+# ---------------------------------------------------------------- objects read by many threads
+
+# Properties that asn1crypto computes on first use and leave alone here: PublicKeyInfo's
+# deprecated ``fingerprint`` needs oscrypto and always raises without it.
+_NOT_SETTLED = frozenset({"fingerprint"})
+_SETTLE_DEPTH = 2  # the certificate, its parts (names, key, extensions), their parts
+_properties: dict[type, tuple[str, ...]] = {}
+
+
+def settle(value: A) -> A:
+    """``value`` with everything asn1crypto computes lazily computed now, in this thread.
+
+    asn1crypto parses on first access and keeps what it parsed on the object,
+    in several steps: a list of children is emptied and then filled, a set is
+    created and then added to, a value is set to "no" and then corrected.
+    Two threads reading a fresh object at once can see each other's half-built
+    state -- a missing field, an empty key usage, a signature that does not
+    verify -- and a cache may then keep the wrong answer. That happened with
+    several milter threads judging the first messages of a worker. Every
+    asn1crypto object that threads share (certificates from messages, the
+    directory and the trust anchors; CRLs) is settled before another thread
+    can see it; after that, threads only read it.
+
+    Settling parses the whole tree (``native``) and reads every property that
+    asn1crypto's own modules define on the object's class (extensions, key
+    facts, names, fingerprints), and so on for what those return, to
+    :data:`_SETTLE_DEPTH` levels. A part that does not parse is left as it is:
+    it raises the same error whenever it is read.
+    """
+    _settle(value, 0)
+    return value
+
+
+def _settle(value: Asn1Value, depth: int) -> None:
+    try:
+        value.native  # noqa: B018 - parses every node below and keeps its native value
+    except Exception:  # noqa: BLE001, S110 - asn1crypto raises assorted types on bad content
+        pass
+    if depth >= _SETTLE_DEPTH:
+        return
+    for name in _lazy_properties(type(value)):
+        try:
+            found = getattr(value, name)
+        except Exception:  # noqa: BLE001, S112 - as above; reading it later raises the same
+            continue
+        if isinstance(found, Asn1Value):
+            _settle(found, depth + 1)
+        elif isinstance(found, list):
+            for item in found:
+                if isinstance(item, Asn1Value):
+                    _settle(item, depth + 1)
+
+
+def _lazy_properties(cls: type) -> tuple[str, ...]:
+    """The properties asn1crypto's modules (not its core) define on ``cls`` and its bases."""
+    known = _properties.get(cls)
+    if known is None:
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            module = str(getattr(klass, "__module__", ""))
+            if module.startswith("asn1crypto.") and module != "asn1crypto.core":
+                names.update(n for n, v in vars(klass).items() if isinstance(v, property))
+        known = _properties[cls] = tuple(sorted(names - _NOT_SETTLED))
+    return known
 
 
 _ISSUER_DER = "_sealgate_issuer_der"

@@ -33,7 +33,7 @@ from pathlib import Path
 from asn1crypto import pem, x509
 
 from ..addresses import normalize_address
-from ..certs import certificate_addresses
+from ..certs import certificate_addresses, settle
 from ..errors import DirectoryUnavailable
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ def read_certificates(path: Path) -> tuple[x509.Certificate, ...]:
         # certificate fails here, at load, and not in the middle of a lookup.
         cert.issuer.hashable, cert.serial_number, _key_identifier(cert)  # noqa: B018
         certificate_addresses(cert)
+        settle(cert)  # lookups in many threads only read it (certs.settle)
     if not certs:
         raise ValueError("no certificate in the file")
     return tuple(certs)

@@ -51,7 +51,7 @@ from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 
 from ..addresses import normalize_address
-from ..certs import name_key, name_rfc4514
+from ..certs import name_key, name_rfc4514, settle
 from ..config import Config
 from ..errors import DirectoryUnavailable
 from .cache import TtlCache, is_missing
@@ -333,7 +333,7 @@ def certificates_in(values: Iterable[bytes], where: str) -> list[x509.Certificat
         try:
             cert = x509.Certificate.load(bytes(value), strict=True)
             cert.issuer.hashable, cert.serial_number  # noqa: B018 -- fail here, not later
-            found.append(cert)
+            found.append(settle(cert))
             continue
         except (ValueError, TypeError, KeyError):
             pass
@@ -342,7 +342,7 @@ def certificates_in(values: Iterable[bytes], where: str) -> list[x509.Certificat
             if info["content_type"].native == "signed_data":
                 for choice in info["content"]["certificates"] or []:
                     if choice.name == "certificate":
-                        found.append(choice.chosen)
+                        found.append(settle(choice.chosen))
                 continue
         except (ValueError, TypeError, KeyError):
             pass

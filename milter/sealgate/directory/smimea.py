@@ -42,6 +42,7 @@ import dns.resolver
 from asn1crypto import x509
 
 from ..addresses import normalize_address
+from ..certs import settle
 from ..config import Config
 from ..errors import DirectoryUnavailable
 from .base import Directory
@@ -105,7 +106,7 @@ class SmimeaLookup:
             try:
                 cert = x509.Certificate.load(bytes(record.cert), strict=True)
                 cert.issuer.hashable, cert.serial_number  # noqa: B018 -- fail here
-                found.append(cert)
+                found.append(settle(cert))
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("event=smimea-bad-certificate name=%s error=%r", name, str(exc))
         return tuple(found)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from asn1crypto import pem, x509
 
-from ..certs import name_key
+from ..certs import name_key, settle
 from ..errors import ConfigError
 from ..model import Finding
 from .crl import CrlEntry, CrlIndex, is_url, read_crl_file
@@ -67,7 +67,8 @@ def load_certificates(path: Path, *, key: str = "trust.anchors",
         else:
             certs.append(x509.Certificate.load(data, strict=True))
         for cert in certs:
-            cert.native  # noqa: B018 -- parse everything now, not in the first message
+            cert.native  # noqa: B018 -- parse everything now: an unreadable one fails here
+            settle(cert)  # and read by many threads only after (certs.settle)
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(where, key, f"{path} holds an unreadable certificate: {exc}") from None
     if not certs:

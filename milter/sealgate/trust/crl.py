@@ -32,7 +32,7 @@ from asn1crypto import pem, x509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from ..certs import encoded, fingerprint, is_ca, name_key, name_rfc4514, subject_key
+from ..certs import encoded, fingerprint, is_ca, name_key, name_rfc4514, settle, subject_key
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def read_crl_file(path: Path, *, config_file: str | None = None) -> list[CrlEntr
 def parse_crl(der: bytes, source: str) -> CrlEntry:
     """Parse one DER CRL into an entry; ValueError for what sealgate cannot use."""
     try:
-        parsed = asn1_crl.CertificateList.load(der, strict=True)
+        parsed = settle(asn1_crl.CertificateList.load(der, strict=True))  # shared by threads
         tbs = parsed["tbs_cert_list"]
         issuer = tbs["issuer"]
         this_update = tbs["this_update"].native
