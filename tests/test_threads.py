@@ -22,15 +22,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from directory_fixtures import ldap_config, slapd  # noqa: F401 -- the ldap runs use slapd
 from gateway_helpers import write_config
 
 from sealgate import devmail as m
 from sealgate.devpki import TestPKI
 
-RUNS = 6
+RUNS = {"files": 6, "ldap": 3}  # a fresh interpreter each
 THREADS = 8
 ROUNDS = 3
 
@@ -74,9 +76,8 @@ print(json.dumps(seen))
 
 
 @pytest.fixture(scope="module")
-def setup(pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def messages(pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("threads")
-    config = write_config(folder / "gw", pki)
     pairs = [("alice", "bob"), ("bob", "alice")]  # two signers, two recipients' certificates
     for index, (sender, rcpt) in enumerate(pairs):
         entity = m.triple_wrap(b"Content-Type: text/plain\r\n\r\nat once\r\n",
@@ -84,16 +85,35 @@ def setup(pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
         raw = m.message(entity, pki[sender].email, [pki[rcpt].email])
         (folder / f"{index}.eml").write_bytes(raw)
         (folder / f"{index}.json").write_text(json.dumps([pki[sender].email, [pki[rcpt].email]]))
-    return config, folder
+    return folder
 
 
-@pytest.mark.parametrize("run", range(RUNS))
-def test_threads_judging_a_fresh_worker_s_first_messages_all_accept(setup, run):
-    config, folder = setup
-    done = subprocess.run([sys.executable, "-c", CHILD, str(config), str(folder), str(THREADS),
-                           str(ROUNDS)], capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def configs(request: pytest.FixtureRequest, pki: TestPKI,
+            tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The gateway configuration for a directory backend, written once per backend."""
+    made: dict[str, Path] = {}
+
+    def config(backend: str) -> Path:
+        if backend not in made:
+            folder = tmp_path_factory.mktemp(f"threads-{backend}")
+            if backend == "files":
+                made[backend] = write_config(folder, pki)
+            else:  # the directory's certificates come from a real slapd
+                server = request.getfixturevalue("slapd")
+                made[backend] = ldap_config(folder, pki, server.url, server.people_dn)
+        return made[backend]
+
+    return config
+
+
+@pytest.mark.parametrize(("backend", "run"),
+                         [(backend, run) for backend, runs in RUNS.items() for run in range(runs)])
+def test_threads_judging_a_fresh_worker_s_first_messages_all_accept(configs, messages, backend, run):
+    done = subprocess.run([sys.executable, "-c", CHILD, str(configs(backend)), str(messages),
+                           str(THREADS), str(ROUNDS)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert len(seen) == THREADS * ROUNDS + 2
     wrong = [s for s in seen if s != ["accept", []]]
-    assert not wrong, f"{len(wrong)} of {len(seen)} verdicts differ: {wrong[:3]}"
+    assert not wrong, f"{backend}: {len(wrong)} of {len(seen)} verdicts differ: {wrong[:3]}"
