@@ -19,6 +19,10 @@ from asn1crypto.core import Asn1Value, Choice
 from cryptography import x509 as cx509
 from cryptography.x509.oid import ObjectIdentifier
 
+from . import asn1patch
+
+asn1patch.apply()  # before any certificate is parsed (see sealgate.asn1patch)
+
 _ADDRESSES = "_sealgate_addresses"
 T = TypeVar("T")
 A = TypeVar("A", bound=Asn1Value)
@@ -195,9 +199,14 @@ def _warm(cert: x509.Certificate, der: bytes) -> None:
 
 # ---------------------------------------------------------------- objects read by many threads
 
-# Properties that asn1crypto computes on first use and leave alone here: PublicKeyInfo's
-# deprecated ``fingerprint`` needs oscrypto and always raises without it.
-_NOT_SETTLED = frozenset({"fingerprint"})
+# Properties settle() leaves alone. Digests of the encoding: asn1crypto keeps each with
+# one assignment (two threads computing one at once both store the same bytes; the
+# encoding itself is read as parsed, sealgate.asn1patch), and sealgate keeps its own
+# fingerprint. A Name's ``hashable``: computed anew on every read (LDAP stringprep,
+# slow; sealgate keeps it, certs.name_key). PublicKeyInfo's deprecated ``fingerprint``:
+# needs oscrypto, raises without it.
+_NOT_SETTLED = frozenset({"sha1", "sha256", "sha1_fingerprint", "sha256_fingerprint",
+                          "hashable", "fingerprint"})
 _SETTLE_DEPTH = 2  # the certificate, its parts (names, key, extensions), their parts
 _properties: dict[type, tuple[str, ...]] = {}
 
@@ -213,8 +222,8 @@ def settle(value: A) -> A:
     verify -- and a cache may then keep the wrong answer. That happened with
     several milter threads judging the first messages of a worker. Every
     asn1crypto object that threads share (certificates from messages, the
-    directory and the trust anchors; CRLs) is settled before another thread
-    can see it; after that, threads only read it.
+    directory and the trust anchors; the issuer names of CRLs) is settled
+    before another thread can see it; after that, threads only read it.
 
     Settling parses the whole tree (``native``) and reads every property that
     asn1crypto's own modules define on the object's class (extensions, key

@@ -150,9 +150,9 @@ def read_crl_file(path: Path, *, config_file: str | None = None) -> list[CrlEntr
 def parse_crl(der: bytes, source: str) -> CrlEntry:
     """Parse one DER CRL into an entry; ValueError for what sealgate cannot use."""
     try:
-        parsed = settle(asn1_crl.CertificateList.load(der, strict=True))  # shared by threads
+        parsed = asn1_crl.CertificateList.load(der, strict=True)
         tbs = parsed["tbs_cert_list"]
-        issuer = tbs["issuer"]
+        issuer = settle(tbs["issuer"])  # kept, and read by the milter's threads (certs.settle)
         this_update = tbs["this_update"].native
         next_update = tbs["next_update"].native
         if parsed.delta_crl_indicator_value is not None:
