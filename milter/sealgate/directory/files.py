@@ -33,7 +33,7 @@ from pathlib import Path
 from asn1crypto import pem, x509
 
 from ..addresses import normalize_address
-from ..certs import certificate_addresses, settle
+from ..certs import certificate_addresses, name_key, settle
 from ..errors import DirectoryUnavailable
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def _build_index(certs: list[x509.Certificate]) -> _Index:
     for cert in unique.values():
         for address in certificate_addresses(cert):
             by_address.setdefault(address, []).append(cert)
-        by_issuer_serial.setdefault((cert.issuer.hashable, cert.serial_number), cert)
+        by_issuer_serial.setdefault((name_key(cert.issuer), cert.serial_number), cert)
         by_ski.setdefault(_key_identifier(cert), cert)
     return _Index(
         certificates=tuple(unique.values()),
@@ -125,7 +125,7 @@ class FilesDirectory:
         return list(self._current().by_address.get(normalize_address(address), ()))
 
     def find_by_issuer_serial(self, issuer: x509.Name, serial: int) -> x509.Certificate | None:
-        return self._current().by_issuer_serial.get((issuer.hashable, serial))
+        return self._current().by_issuer_serial.get((name_key(issuer), serial))
 
     def find_by_key_identifier(self, ski: bytes) -> x509.Certificate | None:
         return self._current().by_key_identifier.get(bytes(ski))
