@@ -96,7 +96,7 @@ def postfix_table(size: int, rows: list[through_postfix.PostfixRow]) -> str:
     noop = by.get("no-op milter")
     base = noop.rate if noop is not None and noop.runs else None
     lines = [f"{'setup':<20} {'msgs/s':>8} {'of no-op':>9} {'runs (msgs/s)':>24} "
-             f"{'milter p50':>11} {'p99':>9} {'eom p50':>9} {'milter CPU/msg':>15}"]
+             f"{'milter p50':>11} {'p99':>9} {'mean':>9} {'eom p50':>9} {'milter CPU/msg':>15}"]
     for row in rows:
         if not row.runs:
             lines.append(f"{row.setup:<20} {'-':>8}  not run: {row.note}")
@@ -105,9 +105,10 @@ def postfix_table(size: int, rows: list[through_postfix.PostfixRow]) -> str:
         runs = "/".join(f"{r:.0f}" for r in row.runs)
         if row.p50:
             ms = (f"{median(row.p50) * 1e3:9.2f}ms {median(row.p99) * 1e3:7.2f}ms "
+                  f"{median(row.mean) * 1e3:7.2f}ms "
                   f"{median(row.eom_p50) * 1e3:7.2f}ms {median(row.cpu) * 1e3:13.2f}ms")
         else:
-            ms = f"{'-':>11} {'-':>9} {'-':>9} {'-':>15}"
+            ms = f"{'-':>11} {'-':>9} {'-':>9} {'-':>9} {'-':>15}"
         lines.append(f"{row.setup:<20} {row.rate:8.1f} {share} {runs:>24} {ms}"
                      + (f"  ({row.note})" if row.note else ""))
     return "\n".join(lines)
@@ -182,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"smtp-sink; median of {runs} runs; milters on a unix socket unless 'inet'",
                     postfix_table(size, rows),
                     "milter time: in the milter process, first header callback to the return of "
-                    "eom (message transfer + decision); eom: the eom callback alone; "
+                    "eom (message transfer + decision; mean: what each SMTP session waits on "
+                    "average); eom: the eom callback alone; "
                     "CPU: the milter process's user+system time per message"]
             targets += postfix_targets(rows)
 
