@@ -6,6 +6,7 @@ sealgate.milterclient); never a key or a body in the log.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -19,11 +20,14 @@ from gateway_helpers import write_config
 from sealgate import devmail as m
 from sealgate.devpki import TestPKI
 from sealgate.logging_setup import (
+    MAX_HELD,
     WRITE_CHUNK,
     BatchedStreamHandler,
+    FieldsText,
     JsonFormatter,
     flush_logs,
     kv,
+    log_later,
     render_fields,
     setup,
 )
@@ -244,4 +248,121 @@ def test_flush_logs_writes_what_the_root_handlers_hold():
         flush_logs()
         assert "INFO sealgate.test: held" in stream.getvalue()
     finally:
+        logging.getLogger().handlers.clear()
+
+
+class Counted:
+    """A log argument that counts how often it is rendered."""
+
+    def __init__(self) -> None:
+        self.rendered = 0
+
+    def __str__(self) -> str:
+        self.rendered += 1
+        return "counted"
+
+
+def test_held_lines_are_formatted_when_written_not_when_logged():
+    stream = Writes()
+    log, handler = batched(stream, 60.0)
+    try:
+        arg = Counted()
+        log.info("value %s", arg)
+        assert arg.rendered == 0  # only queued
+        handler.flush()
+        assert (arg.rendered, stream.getvalue()) == (1, "INFO value counted\n")
+    finally:
+        handler.close()
+
+
+def test_a_line_that_cannot_be_formatted_is_reported_and_the_others_are_written(capsys):
+    stream = Writes()
+    log, handler = batched(stream, 60.0)
+    try:
+        log.info("first")
+        log.info("%d needs a number", "not a number")
+        log.info("third")
+        handler.flush()
+        assert stream.getvalue() == "INFO first\nINFO third\n"
+        err = capsys.readouterr().err
+        assert "--- Logging error ---" in err and "Message: '%d needs a number'" in err
+    finally:
+        handler.close()
+
+
+def test_at_most_max_held_lines_wait():
+    stream = Writes()
+    log, handler = batched(stream, 60.0)
+    try:
+        for n in range(MAX_HELD - 1):
+            log.info("line %d", n)
+        assert stream.getvalue() == ""
+        log.info("line %d", MAX_HELD - 1)  # the last one the handler holds: all go out now
+        assert stream.getvalue().count("\n") == MAX_HELD
+    finally:
+        handler.close()
+
+
+def root_batched(fmt: str = "text") -> io.StringIO:
+    stream = io.StringIO()
+    setup("info", fmt, stream, flush_interval=60.0)
+    return stream
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_log_later_writes_the_line_log_info_writes_with_the_time_of_the_call(fmt):
+    stream = root_batched(fmt)
+    try:
+        log = logging.getLogger("sealgate.test.later")
+        fields = {"queue_id": "4Q", "codes": ("unsigned",), "ms": 3}
+        handler = logging.getLogger().handlers[0]
+        called = time.time()
+        log_later(log, logging.INFO, "message %s", FieldsText(fields), extra={"fields": fields})
+        assert stream.getvalue() == "" and len(handler._pending) == 1  # type: ignore[attr-defined]
+        time.sleep(1.1)  # the line is written later; its time stays the call's
+        log.info("message %s", FieldsText(fields), extra={"fields": fields})
+        flush_logs()
+    finally:
+        logging.getLogger().handlers.clear()
+    later, direct = stream.getvalue().splitlines()
+    if fmt == "json":
+        a, b = json.loads(later), json.loads(direct)
+        assert (a["msg"], a["queue_id"], a["codes"], a["pid"]) == ("message", "4Q", ["unsigned"], os.getpid())
+        assert {k: v for k, v in a.items() if k != "ts"} == {k: v for k, v in b.items() if k != "ts"}
+        stamp = a["ts"]
+    else:
+        assert later.split(" ", 2)[2] == direct.split(" ", 2)[2]  # all but the date and time
+        assert later.split(" ", 2)[2] == (f"sealgate[{os.getpid()}] INFO sealgate.test.later: "
+                                          "message queue_id=4Q codes=unsigned ms=3")
+        stamp = " ".join(later.split(" ", 2)[:2])
+    # The held line carries the time of its call, not that of its writing a second later.
+    assert stamp != (" ".join(direct.split(" ", 2)[:2]) if fmt == "text" else json.loads(direct)["ts"])
+    held_at = dt.datetime.fromisoformat(stamp) if fmt == "json" else dt.datetime.strptime(
+        stamp, "%Y-%m-%d %H:%M:%S,%f").astimezone()
+    assert abs(held_at.timestamp() - called) < 0.5
+
+
+def test_log_later_is_plain_logging_when_anything_else_would_see_the_record():
+    stream = root_batched()
+    seen: list[logging.LogRecord] = []
+    capture = logging.Handler()
+    capture.emit = seen.append  # type: ignore[method-assign]
+    log = logging.getLogger("sealgate.test.later.plain")
+    try:
+        log.addHandler(capture)
+        log_later(log, logging.INFO, "message %s", "x")
+        assert [r.getMessage() for r in seen] == ["message x"]  # at once, as logger.log does
+        log.removeHandler(capture)
+        log.addFilter(lambda r: False)
+        log_later(log, logging.INFO, "filtered %s", "y")  # the filter decides, as always
+        flush_logs()
+        assert "filtered" not in stream.getvalue() and "message x" in stream.getvalue()
+        log.filters.clear()
+        log.setLevel(logging.WARNING)
+        log_later(log, logging.INFO, "below the level")
+        flush_logs()
+        assert "below the level" not in stream.getvalue()
+    finally:
+        log.setLevel(logging.NOTSET)
+        log.filters.clear()
         logging.getLogger().handlers.clear()

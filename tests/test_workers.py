@@ -114,6 +114,9 @@ def test_the_workers_share_the_socket_and_the_counts_add_up(gate: Gate) -> None:
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(lambda i: gate.send(f"m{i}"), range(40)))
     assert set(outcomes) == {"held"}, outcomes
+    # The per-message lines are written in batches, up to FLUSH_SECONDS late.
+    wait_until(lambda: sum(r.get("msg") == "message" for r in gate.records()) == 40,
+               "the 40 message lines")
     served_by = {r["pid"] for r in gate.records() if r.get("msg") == "message"}
     assert served_by <= gate.workers() and len(served_by) == 2, (served_by, gate.workers())
     assert gate.pid not in served_by  # the supervisor judges nothing

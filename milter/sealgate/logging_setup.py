@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import threading
+import time
 from typing import IO, Any
 
 TEXT_FORMAT = "%(asctime)s sealgate[%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -27,6 +28,8 @@ FLUSH_SECONDS = 0.2
 # up to PIPE_BUF (4096 on Linux) bytes atomic, so lines of several worker processes
 # sharing one stderr pipe never tear into each other.
 WRITE_CHUNK = 4096
+# Records below WARNING held at most (then written at once by the thread that adds the last).
+MAX_HELD = 256
 
 
 # A value with one of these is quoted (key=value lines stay splittable on spaces).
@@ -55,6 +58,90 @@ def kv(value: object) -> str:
 
 def render_fields(fields: dict[str, Any]) -> str:
     return " ".join([f"{k}={kv(v)}" for k, v in fields.items()])
+
+
+class FieldsText:
+    """A log argument: ``key=value`` text of ``fields``, rendered when the line is formatted.
+
+    ``log.info("message %s", FieldsText(fields), extra={"fields": fields})``
+    leaves the rendering to whoever writes the line (BatchedStreamHandler's
+    writer thread); the JSON format reads ``fields`` and never renders it.
+    """
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return render_fields(self.fields)
+
+
+class HeldCall:
+    """A ``logger.log(level, msg, *args, extra=extra)`` made at ``created``, its record not made yet."""
+
+    __slots__ = ("logger", "level", "msg", "args", "extra", "created")
+
+    def __init__(self, logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...],
+                 extra: dict[str, Any] | None) -> None:
+        self.logger, self.level, self.msg, self.args, self.extra = logger, level, msg, args, extra
+        self.created = time.time()
+
+    def record(self) -> logging.LogRecord:
+        """The record ``logger.log`` would have made then (no caller file/line: ``_srcfile`` is off)."""
+        record = self.logger.makeRecord(self.logger.name, self.level, "(unknown file)", 0, self.msg,
+                                        self.args, None, "(unknown function)", self.extra)
+        record.relativeCreated -= (record.created - self.created) * 1000
+        record.created = self.created
+        record.msecs = int((self.created - int(self.created)) * 1000) + 0.0  # as LogRecord does
+        return record
+
+
+Held = logging.LogRecord | HeldCall
+
+
+def _sole_batched_handler(logger: logging.Logger, level: int) -> BatchedStreamHandler | None:
+    """The handler a record of ``logger`` at ``level`` would reach, when that is all that would happen.
+
+    That is: no logger from ``logger`` up to the root filters or is disabled,
+    each propagates, none but the root has a handler, and the root's only
+    handler is a BatchedStreamHandler without filters that takes ``level``.
+    Anything else (a test's capture handler, an added filter) gets None.
+    """
+    node: logging.Logger | None = logger
+    while node is not None:
+        if node.filters or node.disabled:
+            return None
+        if node.parent is None:  # the root
+            handlers = node.handlers
+            if len(handlers) == 1 and type(handlers[0]) is BatchedStreamHandler:
+                handler = handlers[0]
+                if not handler.filters and level >= handler.level:
+                    return handler
+            return None
+        if node.handlers or not node.propagate:
+            return None
+        node = node.parent
+    return None
+
+
+def log_later(logger: logging.Logger, level: int, msg: str, *args: Any,
+              extra: dict[str, Any] | None = None) -> None:
+    """``logger.log(level, msg, *args, extra=extra)``; the record made when the line is written.
+
+    For the milter's one line per message. When the line would only be held
+    by the root's BatchedStreamHandler anyway, the record itself is made by
+    whoever writes the held lines (mostly the writer thread), with this
+    moment's time; otherwise this is ``logger.log``. The line is the same
+    either way.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    handler = _sole_batched_handler(logger, level)
+    if handler is None:
+        logger.log(level, msg, *args, extra=extra)
+    else:
+        handler.hold(HeldCall(logger, level, msg, args, extra))
 
 
 class JsonFormatter(logging.Formatter):
@@ -86,34 +173,48 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     The milter logs one INFO line per message. Written and flushed one by one,
     each line cost a write system call, during which the interpreter lock
     goes to another thread and must be won back: about a third of the
-    adapter's own CPU per message, measured in one process. Here lines
+    adapter's own CPU per message, measured in one process. Here records
     gather in memory and go out together, in writes of whole lines of at
-    most :data:`WRITE_CHUNK` bytes, when that much has gathered or
-    ``interval`` seconds after the first one waiting. A WARNING or worse is
+    most :data:`WRITE_CHUNK` bytes, ``interval`` seconds after the first one
+    waiting or once :data:`MAX_HELD` records wait. A WARNING or worse is
     written at once, after the lines before it, so that order is kept and
     problems show without delay. ``flush()`` (called by ``logging.shutdown``
     at exit) and ``close()`` write what waits. What a hard kill (SIGKILL, a
     crash of the interpreter) loses is at most the last ``interval`` seconds
     of INFO lines.
+
+    Held records are formatted when they are written, in one go, mostly by
+    the writer thread: a message's callback only queues its record. Formatted
+    one by one between messages, the line cost the milter several times what
+    it costs in a batch, the formatter's code and data being out of the CPU
+    caches by then (bench/, docs/benchmarks.md). As with logging's
+    QueueHandler, what a record's arguments show is their value when the
+    line is written: sealgate logs strings, numbers and values it does not
+    change afterwards.
     """
 
     def __init__(self, stream: IO[str], interval: float = FLUSH_SECONDS) -> None:
         super().__init__(stream)
         self.interval = interval
-        self._pending: list[tuple[str, int]] = []  # (line, its length in UTF-8 bytes)
-        self._pending_bytes = 0
+        self._pending: list[Held] = []  # records, or calls to make them; formatted when written
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         os.register_at_fork(after_in_child=self._after_fork)
 
+    def hold(self, call: HeldCall) -> None:
+        """Hold a log call whose record is made when the line is written (see :func:`log_later`)."""
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            self._pending.append(call)
+            if len(self._pending) >= MAX_HELD:
+                self._write_pending()
+            elif len(self._pending) == 1:
+                self._wake_writer()
+
     def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
         try:
-            line = self.format(record) + self.terminator
-            length = len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
-            self._pending.append((line, length))
-            self._pending_bytes += length
-            if record.levelno >= logging.WARNING or self._pending_bytes >= WRITE_CHUNK:
+            self._pending.append(record)
+            if record.levelno >= logging.WARNING or len(self._pending) >= MAX_HELD:
                 self._write_pending()
             elif len(self._pending) == 1:
                 self._wake_writer()
@@ -135,11 +236,18 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             super().close()
 
     def _write_pending(self) -> None:
-        """Write the waiting lines in chunks of whole lines; the caller holds self.lock."""
-        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        """Format the held records and write them in chunks of whole lines; the caller holds self.lock."""
+        pending, self._pending = self._pending, []
         chunk: list[str] = []
         size = 0
-        for line, length in pending:
+        for held in pending:
+            record = held if isinstance(held, logging.LogRecord) else held.record()
+            try:
+                line = self.format(record) + self.terminator
+            except Exception:  # noqa: BLE001 - that record alone is reported and left out
+                self.handleError(record)
+                continue
+            length = len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
             if chunk and size + length > WRITE_CHUNK:
                 self._write("".join(chunk))
                 chunk, size = [], 0
@@ -176,7 +284,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         # The writer thread does not exist in a forked child, and the lines that
         # waited at the fork are the parent's to write.
         self._thread = None
-        self._pending, self._pending_bytes = [], 0
+        self._pending = []
         # Fresh events: another thread of the parent may have held theirs at the fork.
         stopping = self._stopping.is_set()
         self._wake, self._stopping = threading.Event(), threading.Event()
