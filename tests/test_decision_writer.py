@@ -128,3 +128,31 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> No
         assert len(list(store.decisions())) == 6
     finally:
         store.close()
+
+
+def test_lines_made_later_are_made_by_the_writer_and_a_failing_one_is_counted(
+        tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "q")
+    errors: list[int] = []
+    buffered = BufferedDecisions(store, DecisionWriter(store, on_error=lambda: errors.append(1)))
+    made_in: list[str] = []
+
+    def later(n: int):  # noqa: ANN202
+        def make() -> Decision:
+            made_in.append(threading.current_thread().name)
+            if n == 2:
+                raise ValueError("a verdict the report cannot read")
+            return decision(n)
+        return make
+
+    for n in range(4):
+        buffered.record_decision_later(later(n))
+    buffered.record_decision(decision(9))  # both kinds in one queue, in order
+    buffered._writer.close()
+    try:
+        assert [d.sender for d in store.decisions()] == [
+            f"user{n}@example.com" for n in (0, 1, 3, 9)]
+        assert errors == [1]  # the one that failed, counted; the others written
+        assert set(made_in) == {"decision-writer"}  # never on the caller's thread
+    finally:
+        store.close()

@@ -24,6 +24,10 @@ from typing import Any
 
 from .store import Decision, QuarantineStore
 
+# A line, or what makes it: the milter hands over a function of the verdict, and
+# the writer thread calls it, with the batch, off the message's path.
+Pending = Decision | Callable[[], Decision]
+
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
@@ -53,15 +57,15 @@ class DecisionWriter:
         self.max_pending = max_pending
         self.gather = gather
         self._lock = threading.Lock()
-        self._pending: list[Decision] = []
+        self._pending: list[Pending] = []
         self._idle = True  # the thread waits for _wake; the next record must set it
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="decision-writer", daemon=True)
         self._thread.start()
 
-    def record(self, decision: Decision) -> None:
-        """Queue one line; never blocks the caller."""
+    def record(self, decision: Pending) -> None:
+        """Queue one line, or a function that makes it (called by the writer); never blocks the caller."""
         wake = False
         with self._lock:
             full = len(self._pending) >= self.max_pending
@@ -98,12 +102,24 @@ class DecisionWriter:
             if self._closing.is_set():
                 return
 
-    def _write(self, batch: list[Decision]) -> None:
+    def _write(self, batch: list[Pending]) -> None:
+        decisions: list[Decision] = []
+        for item in batch:
+            if isinstance(item, Decision):
+                decisions.append(item)
+                continue
+            try:
+                decisions.append(item())
+            except Exception as exc:  # noqa: BLE001 - one bad line; the rest are written
+                log.warning("event=decision-not-recorded count=1 error=%s", exc)
+                self.on_error()
+        if not decisions:
+            return
         try:
-            self.store.record_decisions(batch)
+            self.store.record_decisions(decisions)
         except Exception as exc:  # noqa: BLE001 - a report line is never a reason to stop
-            log.warning("event=decision-not-recorded count=%d error=%s", len(batch), exc)
-            for _ in batch:
+            log.warning("event=decision-not-recorded count=%d error=%s", len(decisions), exc)
+            for _ in decisions:
                 self.on_error()
 
 
@@ -119,6 +135,14 @@ class BufferedDecisions:
 
     def record_decision(self, decision: Decision) -> None:
         self._writer.record(decision)
+
+    def record_decision_later(self, make: Callable[[], Decision]) -> None:
+        """Queue the line ``make()`` returns; the writer thread calls it with its batch.
+
+        The milter's message threads pass ``Decision.of`` bound to the verdict,
+        so that building the line, like writing it, is off the message's path.
+        """
+        self._writer.record(make)
 
     def close(self) -> None:
         self._writer.close()
