@@ -61,7 +61,9 @@ def read_times(path: Path) -> tuple[list[float], list[float]]:
 
 
 def instrument(cls: type[Milter.Base], log: TimingLog) -> None:
-    """Wrap ``cls``'s header/eom/abort callbacks to time each message (see module docstring).
+    """Wrap ``cls``'s header (and its own header_bytes)/eom/abort callbacks to time each message.
+
+    See the module docstring.
 
     ``functools.wraps`` keeps the attributes pymilter's decorators set
     (``milter_protocol`` of ``@Milter.noreply``, ``error_strategy`` of
@@ -92,6 +94,16 @@ def instrument(cls: type[Milter.Base], log: TimingLog) -> None:
         return abort(self)
 
     cls.header = timed_header  # type: ignore[method-assign]
+    own_header_bytes = cls.__dict__.get("header_bytes")
+    if own_header_bytes is not None:  # sealgate takes header fields here, not through header()
+
+        @functools.wraps(own_header_bytes)
+        def timed_header_bytes(self: Any, *args: Any) -> Any:
+            if getattr(self, "_bench_t0", None) is None:
+                self._bench_t0 = time.perf_counter()
+            return own_header_bytes(self, *args)
+
+        cls.header_bytes = timed_header_bytes  # type: ignore[method-assign]
     cls.eom = timed_eom  # type: ignore[method-assign]
     cls.abort = timed_abort  # type: ignore[method-assign]
     if "_protocol_mask" in cls.__dict__:  # computed from the callbacks: recompute

@@ -110,6 +110,23 @@ def test_sealgate_policy_parses_back(codes: list[Code], action: Action, rule: st
     assert parsed == sorted(str(c) for c in codes)
 
 
+def test_texts_made_again_are_the_same_and_the_store_of_them_stays_bounded() -> None:
+    from sealgate import headers as h
+
+    first: dict[int, tuple[str, str]] = {}
+    for _ in range(2):  # the second round comes from what the first one kept, or anew
+        for n in range(3 * h._MADE_MAX):
+            signer = SignerReport(f"user{n}@example.com", (f"user{n}@example.com",), f"{n:x}",
+                                  f"CN=CA {n % 7}", "pass")
+            v = verdict(Action.TAG, (Code.UNSIGNED,) if n % 2 else (), (signer,),
+                        AuthResult.PASS, rule=f"rule-{n % 300}")
+            got = (authentication_results("mx.example.com", v), sealgate_policy(v))
+            assert got == first.setdefault(n, got)
+            assert f"body.smime-identifier=user{n}@example.com body.smime-serial={n:x}" in got[0]
+            assert got[1].startswith(f"rule=rule-{n % 300}; action=tag; codes=")
+    assert len(h._signer_texts) <= h._MADE_MAX and len(h._policy_texts) <= h._MADE_MAX
+
+
 # ---------------------------------------------------------------- forged A-R
 
 @pytest.mark.parametrize("value", [

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -157,9 +159,9 @@ def send(ctx: Ctx, headers_: list[tuple[str, bytes]] = HEADERS, body: bytes = BO
     rc = ctx._envfrom(sender)
     if rc != Milter.CONTINUE:
         return rc
-    for rcpt in rcpts:
-        assert ctx._envrcpt(rcpt) in (Milter.CONTINUE, Milter.NOREPLY)
     priv = ctx.getpriv()
+    for rcpt in rcpts:  # as libmilter through pymilter: bytes, to envrcpt_bytes
+        assert priv.envrcpt_bytes(rcpt.encode()) in (Milter.CONTINUE, Milter.NOREPLY)
     for name, value in headers_:
         assert priv.header_bytes(name, value) in (Milter.CONTINUE, Milter.NOREPLY)
     for start in range(0, len(body), chunk):
@@ -461,6 +463,50 @@ def test_message_in_flight_when_stopping_finishes(store: Any, tracker: milter_ap
     priv.body(b"body\r\n")
     assert ctx._eom() == Milter.CONTINUE
     assert tracker.wait_idle(0.01)
+
+
+def test_a_stop_waiting_for_messages_wakes_when_the_last_one_ends() -> None:
+    tracker = milter_app.Tracker()
+    for _ in range(3):
+        assert tracker.begin()
+    woke: list[tuple[bool, float]] = []
+
+    def wait() -> None:
+        woke.append((tracker.wait_idle(30), time.monotonic()))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    for _ in range(3):
+        time.sleep(0.05)
+        assert not woke  # still messages in flight
+        tracker.end()
+    ended = time.monotonic()
+    waiter.join(10)
+    assert woke and woke[0][0] is True and woke[0][1] - ended < 5  # woken, not timed out
+    tracker.stop()
+    assert not tracker.begin() and tracker.active == 0 and tracker.wait_idle(0)
+
+
+def test_recipients_arrive_as_bytes_decoded_as_pymilter_decodes_them(
+        store: Any, tracker: Any, events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = FakeGateway(make_verdict(Action.ACCEPT))
+    ctx = connect(gateway, store, tracker, events)
+    ctx._envfrom("<alice@example.com>")
+    priv = ctx.getpriv()
+    priv._protocol |= Milter.P_NR_RCPT  # Postfix agreed: no reply to RCPT TO
+    assert priv.envrcpt_bytes(b"<bob@example.com>", b"NOTIFY=NEVER") == Milter.NOREPLY
+    priv._protocol &= ~Milter.P_NR_RCPT
+    assert priv.envrcpt_bytes("<jös\xe9@example.com>".encode("utf-8", "surrogateescape")
+                              .replace(b"\xc3\xa9", b"\xe9")) == Milter.CONTINUE
+    assert priv.recipients == ["bob@example.com", "jös\udce9@example.com"]
+
+    def broken(address: str) -> str:
+        raise ValueError("address parser bug")
+
+    monkeypatch.setattr(milter_app, "_bracketless", broken)
+    assert priv.envrcpt_bytes(b"<carol@example.com>") == Milter.CONTINUE  # answered at the end
+    priv.header_bytes("Subject", b"x")
+    assert ctx._eom() == Milter.TEMPFAIL and gateway.seen is None
 
 
 def test_only_the_needed_actions_are_negotiated(store: Any, tracker: Any,

@@ -47,15 +47,34 @@ def _pvalue(value: str) -> str:
     return value if _ADDR_SPEC.match(value) else quote(value)
 
 
+# Header texts made before, by their inputs: the same signers and the same
+# verdicts come back with message after message, and each text costs a few
+# regular-expression matches. Bounded: emptied when full.
+_MADE_MAX = 256
+_signer_texts: dict[tuple[str, str, str], str] = {}
+_policy_texts: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+
 def _signer_properties(signer: SignerReport) -> str:
+    key = (signer.email or "", signer.serial, signer.issuer)
+    text = _signer_texts.get(key)
+    if text is None:
+        text = _signer_text(*key)
+        if len(_signer_texts) >= _MADE_MAX:
+            _signer_texts.clear()
+        _signer_texts[key] = text
+    return text
+
+
+def _signer_text(email: str, serial: str, issuer: str) -> str:
     # RFC 7281 §3: the ptype "body" names what the S/MIME signature covered.
     props = []
-    if signer.email:
-        props.append(f"body.smime-identifier={_pvalue(signer.email)}")
-    if signer.serial:
-        props.append(f"body.smime-serial={quote(signer.serial)}")
-    if signer.issuer:
-        props.append(f"body.smime-issuer={quote(signer.issuer)}")
+    if email:
+        props.append(f"body.smime-identifier={_pvalue(email)}")
+    if serial:
+        props.append(f"body.smime-serial={quote(serial)}")
+    if issuer:
+        props.append(f"body.smime-issuer={quote(issuer)}")
     return " ".join(props)
 
 
@@ -67,7 +86,7 @@ def authentication_results(authserv_id: str, verdict: Verdict) -> str:
     address, serial and issuer; otherwise a single ``smime=<result>`` without
     properties, so that no failed signer is ever named as if authenticated.
     """
-    result = AuthResult(verdict.auth_result)
+    result = verdict.auth_result
     verified = [s for s in verdict.signers if s.result == "pass"]
     resinfos: list[str]
     if verified and result in (AuthResult.PASS, AuthResult.POLICY):
@@ -86,9 +105,15 @@ def sealgate_policy(verdict: Verdict) -> str:
     Always the same three keys in this order; ``rule=none`` when no rule
     matched, ``codes=none`` when nothing counted against the message.
     """
-    rule = quote(verdict.rule) if verdict.rule else "none"
-    codes = ",".join(verdict.codes) or "none"
-    return f"rule={rule}; action={verdict.action}; codes={codes}"
+    key = (verdict.rule or "", str(verdict.action), tuple(verdict.codes))
+    text = _policy_texts.get(key)
+    if text is None:
+        rule = quote(key[0]) if key[0] else "none"
+        text = f"rule={rule}; action={key[1]}; codes={','.join(key[2]) or 'none'}"
+        if len(_policy_texts) >= _MADE_MAX:
+            _policy_texts.clear()
+        _policy_texts[key] = text
+    return text
 
 
 def _skip_cfws(value: str, pos: int) -> int:

@@ -10,6 +10,7 @@ callback becomes a TEMPFAIL (``guarded``): Postfix retries, nothing is lost.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import functools
 import logging
@@ -27,8 +28,8 @@ import Milter
 from . import headers, notify
 from .codes import Action
 from .errors import SealgateError
+from .logging_setup import FieldsText, log_later
 from .logging_setup import kv as _kv
-from .logging_setup import render_fields
 from .metrics import Metrics, MetricsServer, gateway_health
 from .model import Envelope, Verdict
 from .quarantine import HELD, Decision, QuarantineStore, open_store
@@ -69,38 +70,54 @@ class Settings:
 
 
 class Tracker:
-    """Messages in flight, so that a stop can wait for them to finish."""
+    """Messages in flight, so that a stop can wait for them to finish.
+
+    ``begin``/``end`` (every message) take a plain lock; the condition that
+    ``wait_idle`` sleeps on is notified only while someone waits on it.
+    """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._active = 0
+        self._idle_waiters = 0
         self.stopping = False
 
     def begin(self) -> bool:
-        with self._cond:
+        with self._lock:
             if self.stopping:
                 return False
             self._active += 1
             return True
 
     def end(self) -> None:
-        with self._cond:
+        with self._lock:
             self._active -= 1
-            if self._active == 0:  # the one state wait_idle waits for
+            wake = self._active == 0 and self._idle_waiters > 0
+        if wake:  # the one state wait_idle waits for
+            with self._cond:
                 self._cond.notify_all()
 
     @property
     def active(self) -> int:
-        with self._cond:
+        with self._lock:
             return self._active
 
     def stop(self) -> None:
-        with self._cond:
+        with self._lock:
             self.stopping = True
 
     def wait_idle(self, timeout: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self._active == 0, timeout)
+            # Counted before the first look at _active: an end() after that look
+            # sees the waiter and notifies (under _cond, so not before the wait).
+            with self._lock:
+                self._idle_waiters += 1
+            try:
+                return self._cond.wait_for(lambda: self._active == 0, timeout)
+            finally:
+                with self._lock:
+                    self._idle_waiters -= 1
 
 
 class Live:
@@ -290,10 +307,45 @@ class SealgateMilter(Milter.Base):
         self.recipients.append(_bracketless(recipient))
         return Milter.CONTINUE
 
+    def envrcpt_bytes(self, recipient: bytes, *params: bytes) -> int:
+        """What pymilter calls for RCPT TO: :meth:`envrcpt`'s work in one call (see header_bytes).
+
+        The address is decoded as pymilter decodes it (UTF-8, surrogateescape).
+        """
+        try:
+            self.recipients.append(_bracketless(recipient.decode("utf-8", "surrogateescape")))
+        except Exception:
+            log.exception("unexpected error in the envrcpt callback (queue_id=%s): tempfail",
+                          self.queue_id or "-")
+            self.failed = True
+        return Milter.NOREPLY if self._protocol & Milter.P_NR_RCPT else Milter.CONTINUE
+
     @Milter.noreply
     @Milter.decode("bytes")
     @guarded
     def header(self, name: str, value: bytes) -> int:
+        """pymilter's header callback (its @noreply negotiates no reply); see :meth:`header_bytes`."""
+        self._header(name, value)
+        return Milter.CONTINUE
+
+    def header_bytes(self, name: str, value: bytes) -> int:
+        """What pymilter calls for each header field: :meth:`header`'s work in one call.
+
+        pymilter's own ``header_bytes`` goes through ``header``'s ``@noreply``
+        and ``@guarded`` wrappers, three calls a field; this does what they
+        do: an error is logged and answered (TEMPFAIL) at end of message, and
+        the answer is NOREPLY once Postfix agreed to send headers without
+        waiting for one.
+        """
+        try:
+            self._header(name, value)
+        except Exception:
+            log.exception("unexpected error in the header callback (queue_id=%s): tempfail",
+                          self.queue_id or "-")
+            self.failed = True
+        return Milter.NOREPLY if self._protocol & Milter.P_NR_HDR else Milter.CONTINUE
+
+    def _header(self, name: str, value: bytes | str) -> None:
         if isinstance(value, str):  # a test harness may pass str
             value = value.encode("utf-8", "surrogateescape")
         # Postfix joins folded lines with LF (or CRLF): RFC 5322 wants CRLF.
@@ -308,7 +360,6 @@ class SealgateMilter(Milter.Base):
                 self._forged.append(self._ar_count)
         elif lname == "from" and self.from_header is None and len(value) <= MAX_FROM_HEADER:
             self.from_header = from_address(value.decode("utf-8", "replace"))
-        return Milter.CONTINUE
 
     @guarded
     def body(self, chunk: bytes) -> int:
@@ -372,7 +423,7 @@ class SealgateMilter(Milter.Base):
         return self._apply(verdict)
 
     def _apply(self, verdict: Verdict) -> int:
-        action = Action(verdict.action)
+        action = verdict.action  # an Action (a str enum); a plain str compares the same
         if action in (Action.REJECT, Action.TEMPFAIL):
             self.setreply(*headers.reply_for(verdict))
             self._log_line(verdict, str(action))
@@ -436,16 +487,27 @@ class SealgateMilter(Milter.Base):
         if error:
             fields["error"] = error
         # One line per message (STYLE §9): envelope facts and the verdict only, never content.
-        if log.isEnabledFor(logging.INFO):  # rendered only when written
-            log.info("message %s", render_fields(fields), extra={"fields": fields})
+        # Made and rendered when written, off this thread (sealgate.logging_setup.log_later).
+        log_later(log, logging.INFO, "message %s", FieldsText(fields), extra={"fields": fields})
         if self.metrics is not None:
             self.metrics.message(direction or "unknown", action, codes, seconds, error)
         if verdict is not None:  # every verdict, for `sealgate report`
             self._record_decision(verdict, action, quarantine_id)
 
     def _record_decision(self, verdict: Verdict, action: str, quarantine_id: str) -> None:
-        """A report line, never a reason to fail the message: errors are logged and counted."""
+        """A report line, never a reason to fail the message: errors are logged and counted.
+
+        With the milter's buffered store the line is made, like it is written,
+        by the decision writer's thread (``record_decision_later``); the time
+        is this moment's.
+        """
         try:
+            later = getattr(self.store, "record_decision_later", None)
+            if later is not None:
+                later(functools.partial(Decision.of, verdict, self._envelope(), action=action,
+                                        at=dt.datetime.now(dt.UTC),
+                                        quarantine_id=quarantine_id or None))
+                return
             self.store.record_decision(Decision.of(verdict, self._envelope(), action=action,
                                                    quarantine_id=quarantine_id or None))
         except Exception as exc:  # any failure: the message's fate is already decided
