@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from asn1crypto import x509
 
@@ -50,11 +50,15 @@ log = logging.getLogger(__name__)
 PASS = "pass"  # noqa: S105 - a result name, not a password
 
 
-@dataclass
+@dataclass(init=False)
 class _Collector:
     """Candidate violations in order of discovery, each (code, detail) once."""
 
-    items: list[Finding] = field(default_factory=list)
+    items: list[Finding]
+
+    def __init__(self) -> None:
+        # Written out: compiled, as sealgate.smime.ber.Tlv's (a generated __init__ is interpreted).
+        self.items = []
 
     def add(self, code: Code, detail: str) -> None:
         finding = Finding(code, detail)

@@ -351,13 +351,22 @@ def _skip_integer(r: BerReader, what: str) -> None:
     r.raw(tlv, 64)
 
 
-@dataclass
+@dataclass(init=False)
 class SignedDataInfo:
     digest_algorithms: list[str]
     econtent_type: str
     has_content: bool
     certificates: list[x509.Certificate]
     signer_infos: list[SignerFields]
+
+    def __init__(self, digest_algorithms: list[str], econtent_type: str, has_content: bool,
+                 certificates: list[x509.Certificate], signer_infos: list[SignerFields]) -> None:
+        # Written out: compiled, as sealgate.smime.ber.Tlv's (a generated __init__ is interpreted).
+        self.digest_algorithms = digest_algorithms
+        self.econtent_type = econtent_type
+        self.has_content = has_content
+        self.certificates = certificates
+        self.signer_infos = signer_infos
 
 
 def read_signed_data(r: BerReader, limit: int,
@@ -397,11 +406,18 @@ def read_signed_data(r: BerReader, limit: int,
     return SignedDataInfo(names, etype, has_content, certificates, infos)
 
 
-@dataclass
+@dataclass(init=False)
 class EnvelopedInfo:
     content_algorithm: str
     content_key_bits: int | None
     recipients: list[RecipientFields]
+
+    def __init__(self, content_algorithm: str, content_key_bits: int | None,
+                 recipients: list[RecipientFields]) -> None:
+        # Written out: compiled, as sealgate.smime.ber.Tlv's (a generated __init__ is interpreted).
+        self.content_algorithm = content_algorithm
+        self.content_key_bits = content_key_bits
+        self.recipients = recipients
 
 
 def read_enveloped_data(r: BerReader, limit: int) -> EnvelopedInfo:

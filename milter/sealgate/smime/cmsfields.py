@@ -507,13 +507,19 @@ def as_signer_fields(si: SignerFields | cms.SignerInfo) -> SignerFields:
 # ---------------------------------------------------------------- RecipientInfo
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, unsafe_hash=True)  # never changed after __init__
 class RecipientId:
     """One rid: issuer Name DER and serial, or a subject key identifier."""
 
     issuer: bytes | None
     serial: int | None
     key_id: bytes | None
+
+    def __init__(self, issuer: bytes | None, serial: int | None, key_id: bytes | None) -> None:
+        # Written out: compiled, as sealgate.smime.ber.Tlv's (a generated __init__ is interpreted).
+        self.issuer = issuer
+        self.serial = serial
+        self.key_id = key_id
 
 
 @dataclass(init=False, unsafe_hash=True)  # never changed after __init__

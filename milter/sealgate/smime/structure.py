@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import zlib
-from contextlib import ExitStack
 from typing import IO
 
 from ..model import (
@@ -59,7 +58,8 @@ def inspect(source: IO[bytes], limits: Limits = Limits()) -> Inspection:  # noqa
     """Inspect the whole RFC 5322 message in the seekable ``source``."""
     source.seek(0, 2)
     size = source.tell()
-    with ExitStack() as files:
+    files = _Scratch()
+    try:
         insp = _Inspector(limits, files)
         cur = Cursor(source, 0, size)
         start = 0
@@ -85,10 +85,39 @@ def inspect(source: IO[bytes], limits: Limits = Limits()) -> Inspection:  # noqa
                 Malformed.code, f"the message could not be parsed ({type(error).__name__}: {error})")],
                 size)
         return Inspection(head.fields, root, insp.findings, size)
+    finally:
+        files.close()
+
+
+class _Scratch:
+    """The scratch spools of one inspection, closed when it ends (last first).
+
+    What ``contextlib.ExitStack`` did here, compiled: ExitStack is interpreted
+    Python, entered and left with every message.
+    """
+
+    def __init__(self) -> None:
+        self.spools: list[IO[bytes]] = []
+
+    def enter_context(self, spool: IO[bytes]) -> IO[bytes]:
+        self.spools.append(spool)
+        return spool
+
+    def close(self) -> None:
+        """Close every spool; the first error (if any) is raised after all are closed."""
+        spools, self.spools = self.spools, []
+        failed: OSError | None = None
+        for spool in reversed(spools):
+            try:
+                spool.close()
+            except OSError as error:
+                failed = failed or error
+        if failed is not None:
+            raise failed
 
 
 class _Inspector:
-    def __init__(self, limits: Limits, files: ExitStack) -> None:
+    def __init__(self, limits: Limits, files: _Scratch) -> None:
         self.limits, self.files = limits, files
         self.findings: list[Finding] = []
         self.parts = 0
