@@ -96,7 +96,8 @@ def postfix_table(size: int, rows: list[through_postfix.PostfixRow]) -> str:
     noop = by.get("no-op milter")
     base = noop.rate if noop is not None and noop.runs else None
     lines = [f"{'setup':<20} {'msgs/s':>8} {'of no-op':>9} {'runs (msgs/s)':>24} "
-             f"{'milter p50':>11} {'p99':>9} {'mean':>9} {'eom p50':>9} {'milter CPU/msg':>15}"]
+             f"{'milter p50':>11} {'p99':>9} {'mean':>9} {'eom p50':>9} {'milter CPU/msg':>15} "
+             f"{'all CPU/msg':>12}"]
     for row in rows:
         if not row.runs:
             lines.append(f"{row.setup:<20} {'-':>8}  not run: {row.note}")
@@ -109,6 +110,7 @@ def postfix_table(size: int, rows: list[through_postfix.PostfixRow]) -> str:
                   f"{median(row.eom_p50) * 1e3:7.2f}ms {median(row.cpu) * 1e3:13.2f}ms")
         else:
             ms = f"{'-':>11} {'-':>9} {'-':>9} {'-':>9} {'-':>15}"
+        ms += f" {median(row.machine) * 1e3:10.2f}ms" if row.machine else f" {'-':>12}"
         lines.append(f"{row.setup:<20} {row.rate:8.1f} {share} {runs:>24} {ms}"
                      + (f"  ({row.note})" if row.note else ""))
     return "\n".join(lines)

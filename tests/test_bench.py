@@ -122,6 +122,8 @@ def test_postfix_runs_every_setup_and_sealgate_accepts_all() -> None:
         assert len(row.runs) == 1 and row.runs[0] > 0, row.note
         assert row.note == ""  # sealgate logged every message as accepted
     assert rows[0].judged == 0 and not rows[0].p50  # no milter, nothing timed
+    for row in rows:  # the whole machine's CPU per message: Postfix's share at least
+        assert len(row.machine) == 1 and row.machine[0] >= 0
     for row in rows[1:]:
         assert row.judged == 10 and row.p50 and row.p99[0] >= row.p50[0]
         assert row.mean[0] >= row.p50[0] / 2 > 0  # half the times are at least the median
