@@ -1,10 +1,12 @@
 """``make bench``: every figure of issue 7 next to its baselines, measured in one run.
 
-    .venv/bin/python -m bench [--quick] [--only offline,direct,postfix,memory] [--runs 3] ...
+    .venv/bin/python -m bench [--quick] [--only offline,direct,cold,postfix,memory] [--runs 3] ...
 
 Builds its own inputs (throwaway PKI, ``openssl cms`` messages), then runs
 the offline engine (:mod:`bench.check_rate`), sealgate and the no-op milter
-without Postfix (:mod:`bench.milter_direct`), the Postfix runs
+without Postfix (:mod:`bench.milter_direct`), the same conversation in one
+process with the CPU caches emptied before each message
+(:mod:`bench.cold_path`), the Postfix runs
 (:mod:`bench.through_postfix`, as root) and the memory runs
 (:mod:`bench.milter_memory`), and prints one table with PASS/MISS per
 target. Progress goes to stderr, the table to stdout. About 3 minutes on the
@@ -18,15 +20,17 @@ import os
 import platform
 import ssl
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from sealgate import native
 
-from . import check_rate, inputs, milter_direct, milter_memory, through_postfix
+from . import check_rate, cold_path, inputs, milter_direct, milter_memory, through_postfix
 from .timing import median
 
-PARTS = ("offline", "direct", "postfix", "memory")
+PARTS = ("offline", "direct", "cold", "postfix", "memory")
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
                                        runs=3 if args.quick else 5)
         out += ["", "2a. Milters without Postfix (sealgate's own milter client, one connection per "
                 "message)", milter_direct.report(direct)]
+
+    if "cold" in parts:
+        progress("cold: one process, CPU caches emptied before each message")
+        with tempfile.TemporaryDirectory(prefix="sealgate-bench-cold-") as tmp:
+            cold = cold_path.measure(10 * inputs.KB, 100 if args.quick else 300,
+                                     3 if args.quick else 5, Path(tmp))
+        out += ["", "2b. Cold caches, as under load: the milter conversation replayed in one "
+                "process, no libmilter", cold_path.report(10 * inputs.KB, cold)]
 
     if "postfix" in parts:
         if os.geteuid() != 0:

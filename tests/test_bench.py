@@ -17,7 +17,15 @@ if str(REPO) not in sys.path:  # `bench` is a folder of the repository, not an i
     sys.path.insert(0, str(REPO))
 
 from bench import __main__ as bench_main  # noqa: E402
-from bench import check_rate, inputs, milter_direct, milter_memory, milters, through_postfix  # noqa: E402
+from bench import (  # noqa: E402
+    check_rate,
+    cold_path,
+    inputs,
+    milter_direct,
+    milter_memory,
+    milters,
+    through_postfix,
+)
 from bench.timing import median, percentile  # noqa: E402
 
 
@@ -98,6 +106,25 @@ def test_memory_run_reports_peaks() -> None:
     assert result.concurrent_peak_kib >= result.big_peak_kib  # VmHWM never goes down
     assert "over idle" in milter_memory.report(result)
     assert bench_main.memory_targets(result)[0].ok is not None
+
+
+def test_cold_path_replays_whole_messages_on_both_milters(tmp_path: Path) -> None:
+    rows = cold_path.measure(10 * inputs.KB, 5, 2, tmp_path)  # each step checks its answer
+    assert [r.what for r in rows] == ["verdict", "sealgate milter", "no-op milter"]
+    for row in rows:
+        assert len(row.warm) == len(row.cold) == 2 and min(row.warm + row.cold) > 0
+    text = cold_path.report(10 * inputs.KB, rows)
+    assert "sealgate's own work, cold" in text and "no-op milter" in text
+    lines = (tmp_path / "milter.log").read_text().splitlines()
+    # Every replayed sealgate message was logged as accepted (warm-up, 2 blocks warm and cold).
+    assert sum(" action=accept " in line for line in lines) == 50 + 2 * 5 * 2
+
+
+def test_conversation_splits_a_message_as_postfix_sends_it() -> None:
+    raw = b"From: a@example.com\r\nSubject: one\r\n two\r\n\r\nbody\r\n"
+    c = cold_path.Conversation.of(raw, "a@example.com", ("b@example.com",))
+    assert c.headers == (("From", b"a@example.com"), ("Subject", b"one\n two"))
+    assert (c.sender, c.recipients, c.body) == (b"<a@example.com>", (b"<b@example.com>",), b"body\r\n")
 
 
 def test_direct_milter_run_reports_cpu_per_message_beside_the_noop() -> None:
