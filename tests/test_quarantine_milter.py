@@ -7,6 +7,8 @@ store is the real SQLite store.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,9 @@ from sealgate import milter_app
 from sealgate.codes import Action, Code
 from sealgate.errors import StoreError
 from sealgate.metrics import Metrics
+from sealgate.model import Envelope
 from sealgate.quarantine import Decision, SqliteQuarantine
+from sealgate.quarantine.decisions import BufferedDecisions, DecisionWriter
 
 _pristine_pymilter = tm._pristine_pymilter  # autouse: a fresh pymilter factory per test
 
@@ -55,6 +59,35 @@ def test_every_verdict_is_recorded_without_content(tmp_path: Path) -> None:
     assert got[2].quarantine_id == held.id and got[0].quarantine_id is None
     assert all(d.sender == "alice@example.com" and d.recipient_domains == ("example.com",)
                for d in got)
+
+
+def test_through_the_buffered_writer_the_lines_are_the_same(tmp_path: Path) -> None:
+    # As `sealgate milter` runs: the line is made by the writer thread from the
+    # verdict's parts; it must equal what Decision.of makes from the verdict.
+    store = SqliteQuarantine(tmp_path / "q")
+    buffered = BufferedDecisions(store, DecisionWriter(store))
+    made: list[Decision] = []
+    try:
+        for action, codes in ((Action.ACCEPT, ()), (Action.REJECT, (Code.MALFORMED,)),
+                              (Action.QUARANTINE, (Code.UNSIGNED, Code.UNENCRYPTED))):
+            verdict = tm.make_verdict(action, *codes)
+            before = dt.datetime.now(dt.UTC)
+            ctx = _connect(tm.FakeGateway(verdict), buffered)
+            tm.send(ctx, queue_id=f"Q{action}", rcpts=("<bob@Example.COM>", "<x@partner.example>"))
+            made.append(Decision.of(verdict, Envelope("alice@example.com",
+                                                      ("bob@Example.COM", "x@partner.example")),
+                                    action=str(action), at=before))
+        buffered._writer.close()  # writes what waits; the store stays open
+        got = list(store.decisions())
+        (held,) = store.list()
+    finally:
+        store.close()
+    assert len(got) == 3
+    for line, expected in zip(got, made, strict=True):
+        assert 0 <= (line.at - expected.at).total_seconds() < 5
+        assert dataclasses.replace(line, at=expected.at, quarantine_id=None) == expected
+    assert got[2].quarantine_id == held.id and got[2].codes == ("unencrypted", "unsigned")
+    assert got[0].recipient_domains == ("example.com", "partner.example")
 
 
 def test_a_failed_decision_record_does_not_fail_a_healthy_accept(tmp_path: Path) -> None:

@@ -491,21 +491,26 @@ class SealgateMilter(Milter.Base):
         log_later(log, logging.INFO, "message %s", FieldsText(fields), extra={"fields": fields})
         if self.metrics is not None:
             self.metrics.message(direction or "unknown", action, codes, seconds, error)
-        if verdict is not None:  # every verdict, for `sealgate report`
-            self._record_decision(verdict, action, quarantine_id)
+        if verdict is not None and direction is not None:  # every verdict, for `sealgate report`
+            self._record_decision(verdict, action, quarantine_id, direction, codes)
 
-    def _record_decision(self, verdict: Verdict, action: str, quarantine_id: str) -> None:
+    def _record_decision(self, verdict: Verdict, action: str, quarantine_id: str,
+                         direction: str, codes: tuple[str, ...]) -> None:
         """A report line, never a reason to fail the message: errors are logged and counted.
 
         With the milter's buffered store the line is made, like it is written,
-        by the decision writer's thread (``record_decision_later``); the time
-        is this moment's.
+        by the decision writer's thread (``record_decision_later``) from the
+        parts given here (not the verdict, so that a queue of them stays
+        small); the time is this moment's.
         """
         try:
             later = getattr(self.store, "record_decision_later", None)
             if later is not None:
-                later(functools.partial(Decision.of, verdict, self._envelope(), action=action,
-                                        at=dt.datetime.now(dt.UTC),
+                envelope = self._envelope()
+                later(functools.partial(Decision.made, at=dt.datetime.now(dt.UTC),
+                                        direction=direction, action=action, rule=verdict.rule,
+                                        codes=codes, sender=envelope.sender,
+                                        recipients=envelope.recipients,
                                         quarantine_id=quarantine_id or None))
                 return
             self.store.record_decision(Decision.of(verdict, self._envelope(), action=action,

@@ -166,11 +166,20 @@ class Decision:
     @classmethod
     def of(cls, verdict: Verdict, envelope: Envelope, *, action: str | None = None,
            at: dt.datetime | None = None, quarantine_id: str | None = None) -> Decision:
-        domains = sorted({r.rpartition("@")[2].lower() for r in envelope.recipients if r})
-        return cls(at=(at or dt.datetime.now(UTC)).astimezone(UTC),
-                   direction=str(verdict.direction), action=str(action or verdict.action),
-                   rule=verdict.rule, codes=tuple(verdict.codes), sender=envelope.sender.lower(),
-                   recipient_domains=tuple(domains), quarantine_id=quarantine_id or None)
+        return cls.made(at=at or dt.datetime.now(UTC), direction=str(verdict.direction),
+                        action=str(action or verdict.action), rule=verdict.rule,
+                        codes=tuple(verdict.codes), sender=envelope.sender,
+                        recipients=envelope.recipients, quarantine_id=quarantine_id)
+
+    @classmethod
+    def made(cls, *, at: dt.datetime, direction: str, action: str, rule: str | None,
+             codes: tuple[str, ...], sender: str, recipients: Sequence[str],
+             quarantine_id: str | None) -> Decision:
+        """The line of a verdict given by its parts (what the milter keeps until it is written)."""
+        domains = sorted({r.rpartition("@")[2].lower() for r in recipients if r})
+        return cls(at=at.astimezone(UTC), direction=direction, action=action, rule=rule,
+                   codes=codes, sender=sender.lower(), recipient_domains=tuple(domains),
+                   quarantine_id=quarantine_id or None)
 
     def as_dict(self) -> dict[str, object]:
         return {"at": self.at.isoformat(), "direction": self.direction, "action": self.action,
