@@ -366,3 +366,31 @@ def test_log_later_is_plain_logging_when_anything_else_would_see_the_record():
         log.setLevel(logging.NOTSET)
         log.filters.clear()
         logging.getLogger().handlers.clear()
+
+
+class BrokenStream(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("stderr is gone")
+
+
+def test_log_later_never_raises_and_a_record_it_cannot_make_is_reported(capsys):
+    stream = root_batched()
+    log = logging.getLogger("sealgate.test.later.bad")
+    try:
+        # logging refuses extra keys that name a record attribute ("message"): that
+        # line is reported when it is made, and the others are written.
+        log_later(log, logging.INFO, "first")
+        log_later(log, logging.INFO, "bad %s", "x", extra={"message": "clash"})
+        log_later(log, logging.INFO, "third")
+        flush_logs()
+        assert [line.split(": ", 1)[1] for line in stream.getvalue().splitlines()] == [
+            "first", "third"]
+        assert "Message: 'bad %s'" in capsys.readouterr().err
+        # A stream that fails: the call still returns (the milter's message goes on).
+        handler = logging.getLogger().handlers[0]
+        handler.stream = BrokenStream()  # type: ignore[attr-defined]
+        handler.close()  # no writer thread left: a held line is written at once
+        log_later(log, logging.INFO, "into a broken stream")
+        assert "stderr is gone" in capsys.readouterr().err
+    finally:
+        logging.getLogger().handlers.clear()

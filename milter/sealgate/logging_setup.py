@@ -96,6 +96,12 @@ class HeldCall:
         record.msecs = int((self.created - int(self.created)) * 1000) + 0.0  # as LogRecord does
         return record
 
+    def stand_in(self) -> logging.LogRecord:
+        """A bare record of this call, for reporting a failure to make or write its own."""
+        return logging.makeLogRecord({"name": self.logger.name, "levelno": self.level,
+                                      "levelname": logging.getLevelName(self.level),
+                                      "msg": self.msg, "args": self.args, "created": self.created})
+
 
 Held = logging.LogRecord | HeldCall
 
@@ -203,13 +209,20 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         os.register_at_fork(after_in_child=self._after_fork)
 
     def hold(self, call: HeldCall) -> None:
-        """Hold a log call whose record is made when the line is written (see :func:`log_later`)."""
+        """Hold a log call whose record is made when the line is written (see :func:`log_later`).
+
+        Never raises: a failure to write is reported as logging reports its
+        own (``handleError``), as for a record that went through ``emit``.
+        """
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            self._pending.append(call)
-            if len(self._pending) >= MAX_HELD:
-                self._write_pending()
-            elif len(self._pending) == 1:
-                self._wake_writer()
+            try:
+                self._pending.append(call)
+                if len(self._pending) >= MAX_HELD:
+                    self._write_pending()
+                elif len(self._pending) == 1:
+                    self._wake_writer()
+            except Exception:  # noqa: BLE001 - logging reports its own failures
+                self.handleError(call.stand_in())
 
     def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
         try:
@@ -241,11 +254,14 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         chunk: list[str] = []
         size = 0
         for held in pending:
-            record = held if isinstance(held, logging.LogRecord) else held.record()
+            record = held if isinstance(held, logging.LogRecord) else None
             try:
+                if record is None:
+                    record = held.record()  # type: ignore[union-attr]  # a HeldCall
                 line = self.format(record) + self.terminator
             except Exception:  # noqa: BLE001 - that record alone is reported and left out
-                self.handleError(record)
+                self.handleError(record if record is not None
+                                 else held.stand_in())  # type: ignore[union-attr]
                 continue
             length = len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
             if chunk and size + length > WRITE_CHUNK:
