@@ -7,6 +7,8 @@ The milter adapter (``milter_app``) only applies what these return.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from .codes import REPLY_REJECT, REPLY_TEMPFAIL, Action, AuthResult
 from .model import SignerReport, Verdict
@@ -51,19 +53,25 @@ def _pvalue(value: str) -> str:
 # verdicts come back with message after message, and each text costs a few
 # regular-expression matches. Bounded: emptied when full.
 _MADE_MAX = 256
+K = TypeVar("K")
 _signer_texts: dict[tuple[str, str, str], str] = {}
 _policy_texts: dict[tuple[str, str, tuple[str, ...]], str] = {}
 
 
-def _signer_properties(signer: SignerReport) -> str:
-    key = (signer.email or "", signer.serial, signer.issuer)
-    text = _signer_texts.get(key)
+def _kept(texts: dict[K, str], key: K, make: Callable[[K], str]) -> str:
+    """``make(key)``, kept in ``texts`` (emptied when it holds _MADE_MAX)."""
+    text = texts.get(key)
     if text is None:
-        text = _signer_text(*key)
-        if len(_signer_texts) >= _MADE_MAX:
-            _signer_texts.clear()
-        _signer_texts[key] = text
+        text = make(key)
+        if len(texts) >= _MADE_MAX:
+            texts.clear()
+        texts[key] = text
     return text
+
+
+def _signer_properties(signer: SignerReport) -> str:
+    return _kept(_signer_texts, (signer.email or "", signer.serial, signer.issuer),
+                 lambda key: _signer_text(*key))
 
 
 def _signer_text(email: str, serial: str, issuer: str) -> str:
@@ -105,15 +113,13 @@ def sealgate_policy(verdict: Verdict) -> str:
     Always the same three keys in this order; ``rule=none`` when no rule
     matched, ``codes=none`` when nothing counted against the message.
     """
-    key = (verdict.rule or "", str(verdict.action), tuple(verdict.codes))
-    text = _policy_texts.get(key)
-    if text is None:
-        rule = quote(key[0]) if key[0] else "none"
-        text = f"rule={rule}; action={key[1]}; codes={','.join(key[2]) or 'none'}"
-        if len(_policy_texts) >= _MADE_MAX:
-            _policy_texts.clear()
-        _policy_texts[key] = text
-    return text
+    return _kept(_policy_texts, (verdict.rule or "", str(verdict.action), tuple(verdict.codes)),
+                 _policy_text)
+
+
+def _policy_text(key: tuple[str, str, tuple[str, ...]]) -> str:
+    rule, action, codes = key
+    return f"rule={quote(rule) if rule else 'none'}; action={action}; codes={','.join(codes) or 'none'}"
 
 
 def _skip_cfws(value: str, pos: int) -> int:

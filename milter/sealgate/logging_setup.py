@@ -216,23 +216,23 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             try:
-                self._pending.append(call)
-                if len(self._pending) >= MAX_HELD:
-                    self._write_pending()
-                elif len(self._pending) == 1:
-                    self._wake_writer()
+                self._queue(call, urgent=False)
             except Exception:  # noqa: BLE001 - logging reports its own failures
                 self.handleError(call.stand_in())
 
     def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
         try:
-            self._pending.append(record)
-            if record.levelno >= logging.WARNING or len(self._pending) >= MAX_HELD:
-                self._write_pending()
-            elif len(self._pending) == 1:
-                self._wake_writer()
+            self._queue(record, urgent=record.levelno >= logging.WARNING)
         except Exception:  # noqa: BLE001 - logging reports its own failures (Handler.handleError)
             self.handleError(record)
+
+    def _queue(self, held: Held, urgent: bool) -> None:
+        """Hold ``held``; write everything now if urgent or MAX_HELD wait. Caller holds self.lock."""
+        self._pending.append(held)
+        if urgent or len(self._pending) >= MAX_HELD:
+            self._write_pending()
+        elif len(self._pending) == 1:
+            self._wake_writer()
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__

@@ -157,9 +157,7 @@ def guarded(func: F) -> F:
         try:
             return func(self, *args)
         except Exception:
-            log.exception("unexpected error in the %s callback (queue_id=%s): tempfail",
-                          func.__name__, self.queue_id or "-")
-            self.failed = True
+            self._callback_failed(func.__name__)
             if func.__name__ == "eom":
                 self._log_line(None, "tempfail", "internal-error")
             if func.__name__ in NOREPLY_CALLBACKS:
@@ -274,6 +272,15 @@ class SealgateMilter(Milter.Base):
             return
         (self.spool if self.spool is not None else self._spool()).write(data)
 
+    def _callback_failed(self, callback: str) -> None:
+        """An unexpected error in a callback: logged with its traceback, answered TEMPFAIL.
+
+        Called from an ``except`` clause (``guarded``, ``header_bytes``, ``envrcpt_bytes``).
+        """
+        log.exception("unexpected error in the %s callback (queue_id=%s): tempfail",
+                      callback, self.queue_id or "-")
+        self.failed = True
+
     def _tempfail_reply(self, reason: str) -> int:
         self.setreply(*headers.tempfail_reply(reason))
         return Milter.TEMPFAIL
@@ -315,9 +322,7 @@ class SealgateMilter(Milter.Base):
         try:
             self.recipients.append(_bracketless(recipient.decode("utf-8", "surrogateescape")))
         except Exception:
-            log.exception("unexpected error in the envrcpt callback (queue_id=%s): tempfail",
-                          self.queue_id or "-")
-            self.failed = True
+            self._callback_failed("envrcpt")
         return Milter.NOREPLY if self._protocol & Milter.P_NR_RCPT else Milter.CONTINUE
 
     @Milter.noreply
@@ -340,9 +345,7 @@ class SealgateMilter(Milter.Base):
         try:
             self._header(name, value)
         except Exception:
-            log.exception("unexpected error in the header callback (queue_id=%s): tempfail",
-                          self.queue_id or "-")
-            self.failed = True
+            self._callback_failed("header")
         return Milter.NOREPLY if self._protocol & Milter.P_NR_HDR else Milter.CONTINUE
 
     def _header(self, name: str, value: bytes | str) -> None:
