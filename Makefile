@@ -1,7 +1,17 @@
 # sealgate — `make test` and `make demo` set everything up themselves.
-PYTHON ?= python3
+# The venv's interpreter: Debian's python3 when there is one -- the one whose
+# python3-venv and python3-dev `make deps` installs, built with PGO and LTO like
+# the Docker image's (a PATH python3 from pyenv may be neither: the milter ran
+# ~15% slower on one) -- else python3 from PATH. `make PYTHON=...` picks another.
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# A venv made from another interpreter than PYTHON is made again.
+PYTHON_REAL := $(shell $(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))' 2>/dev/null)
+VENV_REAL := $(shell sed -n 's/^executable = //p' $(VENV)/pyvenv.cfg 2>/dev/null)
+ifneq ($(PYTHON_REAL),$(VENV_REAL))
+  $(shell rm -f $(VENV)/.installed)
+endif
 # Debian packages the tests use (installed when missing and run as root).
 DEB_PACKAGES ?= gcc python3-venv python3-dev libmilter-dev openssl gpgsm gpgconf libnss3-tools \
   postfix slapd ldap-utils softhsm2 opensc postgresql knot knot-dnsutils unbound chromium prometheus \
@@ -25,7 +35,7 @@ deps:
 	fi
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@

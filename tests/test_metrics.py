@@ -237,3 +237,36 @@ def test_quarantine_gauge_survives_a_failing_store() -> None:
     metrics.watch_quarantine(broken)
     text = metrics.exposition().decode()
     assert "sealgate_quarantine_messages NaN" in text
+
+
+SHARED_AFTER_FORK = r"""
+import os, sys, tempfile
+from sealgate.metrics import Metrics, share_metrics
+folder = tempfile.mkdtemp()
+share_metrics(folder)
+metrics = Metrics(shared_dir=folder)
+metrics.message("internal", "accept", (), 0.01)
+child = os.fork()
+if child == 0:  # the forked worker: its updates go to its own files
+    Metrics(shared_dir=folder).message("internal", "accept", ("unsigned",), 0.02)
+    os._exit(0)
+os.waitpid(child, 0)
+metrics.message("internal", "accept", (), 0.01)
+print(os.getpid(), child)
+print(" ".join(sorted(os.listdir(folder))))
+sys.stdout.write(metrics.exposition().decode())
+"""
+
+
+def test_shared_metrics_follow_a_fork_into_the_childs_own_files() -> None:
+    """The process id read from memory (no getpid per update) still changes in a forked child."""
+    out = subprocess.run([sys.executable, "-c", SHARED_AFTER_FORK], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    pids, files, exposition = out.split("\n", 2)
+    parent, child = pids.split()
+    assert files.split() == sorted(f"{kind}_{pid}.db" for kind in ("counter", "histogram")
+                                   for pid in (parent, child))
+    accepted = {"direction": "internal", "action": "accept"}
+    assert sample_value(exposition, "sealgate_messages_total", accepted) == 3
+    assert sample_value(exposition, "sealgate_violations_total", {"code": "unsigned"}) == 1
+    assert sample_value(exposition, "sealgate_message_seconds_count") == 3

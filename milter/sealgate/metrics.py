@@ -151,15 +151,36 @@ class _ScrapeGauges(Collector):
             return math.nan
 
 
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def process_id() -> int:
+    """This process's id, read from memory: kept current in forked children by ``os.register_at_fork``."""
+    return _pid
+
+
 def share_metrics(folder: str) -> None:
     """Switch this process (and the processes it forks) to multiprocess metric files in ``folder``.
 
     prometheus-client picks its value class from ``PROMETHEUS_MULTIPROC_DIR``
     when first imported; sealgate decides later (``[milter] workers``), so the
     class is picked again here, before any ``Metrics(shared_dir=folder)``.
+
+    Each update of a shared value asks for the process id, to notice a fork
+    and move to the child's own file; prometheus-client's default asks the
+    kernel (``os.getpid``, a system call: about 12 a message). The value
+    class here asks :func:`process_id`, which a fork updates.
     """
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-    values.ValueClass = values.get_value_class()
+    values.ValueClass = values.MultiProcessValue(process_id)
 
 
 class TimedDirectory:
