@@ -291,9 +291,11 @@ def test_is_revoked_is_none_without_a_current_crl(store, pki, now):
     assert store.is_revoked(mallory.issuer, mallory.serial_number, now) is None
 
 
-def test_crl_next_updates_for_metrics(store, now):
+def test_crl_next_updates_for_metrics(store, pki, now):
     [(issuer, next_update)] = store.crl_next_updates().items()
     assert "Example Corp Mail CA" in issuer and next_update > now
+    assert store.earliest_crl_next_update == next_update  # what the refresh check reads
+    assert TrustStore.load([pki.ca.cert_path], []).earliest_crl_next_update is None
 
 
 # ---------------------------------------------------------------- recipients

@@ -222,6 +222,26 @@ def test_ecdsa_signature_checked_with_an_rsa_key_is_bad_signature(pki):
     assert "not EC" in finding.detail
 
 
+def test_rsa_signature_checked_with_an_ec_key_is_bad_signature(pki):
+    signed = openssl_sign(pki["alice"])
+    [signer] = signed.inputs()
+    finding = verify_signature(signer, asn1_cert(pki["frank"]))
+    assert finding is not None and finding.code is Code.BAD_SIGNATURE
+    assert "not RSA" in finding.detail
+
+
+def test_key_kinds_by_class():
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    from sealgate.smime.verify import _key_kind
+
+    keys = {"rsa": rsa.generate_private_key(65537, 2048), "ec": ec.generate_private_key(ec.SECP256R1()),
+            "ed25519": ed25519.Ed25519PrivateKey.generate(), "ed448": ed448.Ed448PrivateKey.generate(),
+            "other": dsa.generate_private_key(2048)}
+    for _ in range(2):  # worked out, then kept by class
+        assert {kind: _key_kind(key.public_key()) for kind, key in keys.items()} == {k: k for k in keys}
+
+
 def test_unknown_digest_algorithm_is_bad_signature(pki):
     signed = openssl_sign(pki["alice"])
     [signer] = signed.inputs()

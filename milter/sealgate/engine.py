@@ -121,11 +121,11 @@ class Gateway:
             return False
         if self.crl_loader is not None and self.crl_loader.pending:
             return True  # a source with no usable CRL yet (down at start): retry soon
-        next_updates = [n for n in self.trust.crl_next_updates().values() if n is not None]
-        if not next_updates:
+        earliest = self.trust.earliest_crl_next_update
+        if earliest is None:
             return False
         ahead = dt.timedelta(seconds=min(refresh / 2, 300))
-        return self.wall_clock() >= min(next_updates) - ahead
+        return self.wall_clock() >= earliest - ahead
 
     def refresh_crls(self) -> None:
         """Re-read every CRL source now (the caller holds no lock)."""

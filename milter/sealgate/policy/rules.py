@@ -24,7 +24,6 @@ Choices where SPEC §5 is silent, also stated in the shipped policies:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -46,6 +45,20 @@ from ..model import Envelope, Facts, Finding, Verdict
 NULL_SENDER = ""
 
 
+def counted_codes(require: frozenset[Requirement]) -> frozenset[Code]:
+    """The codes that are violations under a rule requiring ``require`` (SPEC §5)."""
+    if not require:
+        return frozenset()
+    codes = set(ALWAYS_CODES)
+    for requirement in require:
+        codes |= REQUIREMENT_CODES[requirement]
+    return frozenset(codes)
+
+
+# Rule.counted by requirement set: a policy has a handful.
+_COUNTED: dict[frozenset[Requirement], frozenset[Code]] = {}
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -55,15 +68,17 @@ class Rule:
     recipients: tuple[str, ...] | None = None  # None: any recipients
     action: Action | None = None  # None: defaults.action
 
-    @functools.cached_property
+    @property
     def counted(self) -> frozenset[Code]:
-        """The codes that are violations under this rule (SPEC §5); worked out once per rule."""
-        if not self.require:
-            return frozenset()
-        codes = set(ALWAYS_CODES)
-        for requirement in self.require:
-            codes |= REQUIREMENT_CODES[requirement]
-        return frozenset(codes)
+        """The codes that are violations under this rule (SPEC §5); worked out once per requirement set.
+
+        Kept by ``require`` in a module dict, not by ``functools.cached_property``:
+        compiled (mypyc), a cached_property is a plain property, run on every message.
+        """
+        codes = _COUNTED.get(self.require)
+        if codes is None:
+            codes = _COUNTED[self.require] = counted_codes(self.require)
+        return codes
 
     @property
     def unconditional(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
+from typing import cast
 
 from asn1crypto import cms, x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -201,9 +202,10 @@ def _check_value(sig_name: str, si: SignerFields, hash_alg: hashes.HashAlgorithm
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise _Bad(f"certificate public key cannot be loaded ({exc})") from None
     algorithm: hashes.HashAlgorithm | Prehashed = Prehashed(hash_alg) if prehashed else hash_alg
+    kind = _key_kind(public_key)
     try:
         if sig_name == "rsassa_pss":
-            if not isinstance(public_key, rsa.RSAPublicKey):
+            if kind != "rsa":
                 raise _Bad("RSA-PSS signature but the certificate key is not RSA")
             pss, pss_hash = _pss_padding(si)
             if prehashed:
@@ -212,23 +214,24 @@ def _check_value(sig_name: str, si: SignerFields, hash_alg: hashes.HashAlgorithm
                 algorithm = Prehashed(pss_hash)
             else:
                 algorithm = pss_hash
-            public_key.verify(signature, data, pss, algorithm)
+            cast(rsa.RSAPublicKey, public_key).verify(signature, data, pss, algorithm)
         elif sig_name.endswith("_rsa") or sig_name == "rsassa_pkcs1v15":
             # OpenSSL writes plain rsaEncryption: the hash is the digestAlgorithm.
-            if not isinstance(public_key, rsa.RSAPublicKey):
+            if kind != "rsa":
                 raise _Bad(f"{sig_name} signature but the certificate key is not RSA")
-            public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
+            cast(rsa.RSAPublicKey, public_key).verify(signature, data, padding.PKCS1v15(),
+                                                      algorithm)
         elif sig_name.endswith("_ecdsa") or sig_name == "ecdsa":
-            if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            if kind != "ec":
                 raise _Bad(f"{sig_name} signature but the certificate key is not EC")
-            public_key.verify(signature, data, ec.ECDSA(algorithm))
+            cast(ec.EllipticCurvePublicKey, public_key).verify(signature, data, ec.ECDSA(algorithm))
         elif sig_name in ("ed25519", "ed448"):
             # RFC 8419: pure EdDSA over the signed attributes, which are mandatory.
             if prehashed:
                 raise _Bad(f"{sig_name} signature without signed attributes")
-            if not isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            if kind != sig_name:
                 raise _Bad(f"{sig_name} signature but the certificate key does not match")
-            public_key.verify(signature, data)
+            cast(ed25519.Ed25519PublicKey | ed448.Ed448PublicKey, public_key).verify(signature, data)
         else:
             raise _Bad(f"unsupported signature algorithm {sig_name}")
     except InvalidSignature:
@@ -239,6 +242,24 @@ def _check_value(sig_name: str, si: SignerFields, hash_alg: hashes.HashAlgorithm
 
 
 _PUBLIC_KEY = "_sealgate_public_key"
+
+
+# A key's kind by its class. isinstance against cryptography's key classes (ABCs)
+# runs ABCMeta.__instancecheck__, Python code, on every message; the classes are few.
+_KEY_KINDS: dict[type, str] = {}
+
+
+def _key_kind(key: PublicKeyTypes) -> str:
+    """"rsa", "ec", "ed25519", "ed448" or "other"."""
+    cls = type(key)
+    kind = _KEY_KINDS.get(cls)
+    if kind is None:
+        kind = ("rsa" if isinstance(key, rsa.RSAPublicKey) else
+                "ec" if isinstance(key, ec.EllipticCurvePublicKey) else
+                "ed25519" if isinstance(key, ed25519.Ed25519PublicKey) else
+                "ed448" if isinstance(key, ed448.Ed448PublicKey) else "other")
+        _KEY_KINDS[cls] = kind
+    return kind
 
 
 def _public_key_of(cert: x509.Certificate) -> PublicKeyTypes:

@@ -127,6 +127,11 @@ class TrustStore:
         """nextUpdate of the newest usable CRL per issuer, for ``sealgate_crl_next_update_*``."""
         return self._validator.crls.next_updates()
 
+    @property
+    def earliest_crl_next_update(self) -> datetime | None:
+        """The earliest of :meth:`crl_next_updates`' values (None if none), worked out once."""
+        return self._validator.crls.earliest_next_update
+
     # ------------------------------------------------------------ signers
 
     def check_signer(self, cert: x509.Certificate, at: datetime,

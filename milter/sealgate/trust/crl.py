@@ -197,6 +197,10 @@ class CrlIndex:
             self._by_issuer.setdefault(entry.issuer_key, []).append(entry)
         for entries_of_issuer in self._by_issuer.values():
             entries_of_issuer.sort(key=lambda e: e.this_update, reverse=True)
+        # The earliest of next_updates()'s values: the engine asks on every message
+        # whether a refresh is due (sealgate.engine.Gateway._refresh_due).
+        moments = [n for n in self.next_updates().values() if n is not None]
+        self.earliest_next_update: datetime | None = min(moments) if moments else None
 
     def current(self, issuer_cert: x509.Certificate, subject: x509.Certificate | None,
                 now: datetime) -> CrlEntry | None:
