@@ -160,6 +160,15 @@ def test_postfix_runs_every_setup_and_sealgate_accepts_all() -> None:
     assert bench_main.postfix_targets(rows)[0].ok is not None
 
 
+def test_postfix_target_shows_the_share_run_by_run() -> None:
+    rows = [through_postfix.PostfixRow("no-op milter", runs=[600.0, 500.0, 550.0]),
+            through_postfix.PostfixRow("sealgate files", runs=[480.0, 450.0, 440.0])]
+    [target] = bench_main.postfix_targets(rows)
+    # medians 450 / 550 = 82%; run by run 80%, 90%, 80%
+    assert target.ok is False
+    assert target.measured == "82% (450 vs 550 msgs/s; run by run 80-90%, median 80%)"
+
+
 def test_make_bench_prints_one_table_with_targets(capsys: pytest.CaptureFixture[str]) -> None:
     status = bench_main.main(["--quick", "--only", "offline", "--sizes", "12KB", "--seconds", "0.05"])
     assert status == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -248,7 +249,9 @@ metrics = Metrics(shared_dir=folder)
 metrics.message("internal", "accept", (), 0.01)
 child = os.fork()
 if child == 0:  # the forked worker: its updates go to its own files
-    Metrics(shared_dir=folder).message("internal", "accept", ("unsigned",), 0.02)
+    mine = Metrics(shared_dir=folder)
+    mine.message("internal", "accept", ("unsigned",), 0.02)
+    mine.flush()  # as sealgate milter does at its end
     os._exit(0)
 os.waitpid(child, 0)
 metrics.message("internal", "accept", (), 0.01)
@@ -270,3 +273,58 @@ def test_shared_metrics_follow_a_fork_into_the_childs_own_files() -> None:
     assert sample_value(exposition, "sealgate_messages_total", accepted) == 3
     assert sample_value(exposition, "sealgate_violations_total", {"code": "unsigned"}) == 1
     assert sample_value(exposition, "sealgate_message_seconds_count") == 3
+
+
+class _Recording:
+    """A counter / histogram stand-in that records what reaches it (pure logic)."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self.applied = threading.Event()
+
+    def inc(self, amount: float) -> None:
+        self.calls.append(amount)
+        self.applied.set()
+
+    observe = inc
+
+
+def test_updates_are_applied_in_batches_by_their_own_thread() -> None:
+    from sealgate.metrics import Updates
+
+    updates = Updates(flush_seconds=0.01)
+    counter, histogram = _Recording(), _Recording()
+    for _ in range(5):
+        updates.inc(counter)
+    updates.inc(counter, 2.0)
+    updates.observe(histogram, 0.5)
+    updates.observe(histogram, 1.5)
+    assert counter.applied.wait(30) and histogram.applied.wait(30)
+    assert counter.calls == [7.0]  # one increment per counter and batch
+    assert histogram.calls == [0.5, 1.5]  # every observation
+    counter.applied.clear()
+    updates.inc(counter)  # the flusher went idle; a new update wakes it again
+    assert counter.applied.wait(30)
+    assert counter.calls == [7.0, 1.0]
+
+
+def test_flush_applies_pending_updates_at_once_and_a_scrape_flushes() -> None:
+    from sealgate.metrics import Updates
+
+    updates = Updates(flush_seconds=3600)
+    counter = _Recording()
+    updates.inc(counter, 3.0)
+    updates.flush()
+    assert counter.calls == [3.0]
+    updates.flush()  # nothing pending: nothing applied twice
+    assert counter.calls == [3.0]
+
+    metrics = Metrics()
+    metrics.updates.flush_seconds = 3600  # only the scrape below can apply it
+    metrics.message("outbound", "accept", ("unsigned",), 0.2, error="notify")
+    text = metrics.exposition().decode()
+    assert sample_value(text, "sealgate_messages_total",
+                        {"direction": "outbound", "action": "accept"}) == 1
+    assert sample_value(text, "sealgate_violations_total", {"code": "unsigned"}) == 1
+    assert sample_value(text, "sealgate_errors_total", {"kind": "notify"}) == 1
+    assert sample_value(text, "sealgate_message_seconds_sum") == pytest.approx(0.2)

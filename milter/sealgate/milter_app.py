@@ -743,3 +743,4 @@ def run(gateway: Gateway, socket: str, timeout: float, *,
         if server is not None:
             server.stop()
         store.close()
+        metrics.flush()  # the last batch of counts (sealgate.metrics.Updates)
