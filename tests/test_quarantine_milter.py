@@ -102,6 +102,7 @@ def test_a_failed_decision_record_does_not_fail_a_healthy_accept(tmp_path: Path)
         assert store.count("held") == 1
     finally:
         store.close()
+    metrics.flush()  # counts are applied in batches (sealgate.metrics.Updates)
     assert metrics.errors.labels(kind="decision-record")._value.get() == 2
 
 
