@@ -328,3 +328,21 @@ def test_flush_applies_pending_updates_at_once_and_a_scrape_flushes() -> None:
     assert sample_value(text, "sealgate_violations_total", {"code": "unsigned"}) == 1
     assert sample_value(text, "sealgate_errors_total", {"kind": "notify"}) == 1
     assert sample_value(text, "sealgate_message_seconds_sum") == pytest.approx(0.2)
+
+
+def test_a_failing_update_is_logged_and_the_flushes_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    from sealgate.metrics import Updates
+
+    class Broken:
+        def inc(self, amount: float) -> None:
+            raise ValueError("counters can only be incremented by non-negative amounts")
+
+    updates = Updates(flush_seconds=0.01)
+    updates.inc(Broken())
+    later = _Recording()
+    deadline = time.monotonic() + 30
+    while "metrics-flush-failed" not in caplog.text:
+        assert time.monotonic() < deadline, "the failure was not logged"
+        time.sleep(0.01)
+    updates.inc(later, 2.0)
+    assert later.applied.wait(30) and later.calls == [2.0]
