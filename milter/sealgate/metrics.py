@@ -134,15 +134,6 @@ class Updates:
 _ALL_UPDATES: weakref.WeakSet[Updates] = weakref.WeakSet()
 
 
-def _forked_updates() -> None:
-    # The child has no flusher thread, and another thread may have held a lock at the fork.
-    for updates in list(_ALL_UPDATES):
-        updates._reset()
-
-
-os.register_at_fork(after_in_child=_forked_updates)
-
-
 class Metrics:
     """Every sealgate metric, on its own registry.
 
@@ -278,6 +269,9 @@ _pid = os.getpid()
 def _forked() -> None:
     global _pid
     _pid = os.getpid()
+    # The child has no flusher thread, and another thread may have held a lock at the fork.
+    for updates in list(_ALL_UPDATES):
+        updates._reset()
 
 
 os.register_at_fork(after_in_child=_forked)
