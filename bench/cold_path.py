@@ -19,8 +19,9 @@ It measures, warm (no emptying) and cold, per message:
   (negotiate, connect, MAIL FROM, RCPT TO, each header, end of headers, the
   body, end of message, close), replayed on ``SealgateMilter`` as ``sealgate
   milter`` installs it (logging to a file, the buffered report writer, the
-  metrics), against a stand-in for libmilter's context; the message thread's
-  CPU only (the log and report writer threads work in batches);
+  metrics, the outcome thread), against a stand-in for libmilter's context;
+  the message thread's CPU only (the outcome, log and report writer threads
+  work in batches);
 - ``no-op milter``: the same on :class:`bench.milters.NoopMilter`.
 
 Each figure is the median over ``--blocks`` blocks of ``--messages``
@@ -186,8 +187,9 @@ def measure(size: int, messages: int, blocks: int, work: Path) -> list[ColdRow]:
     store = open_store(gateway.config.quarantine)
     buffered = BufferedDecisions(store, DecisionWriter(store))
     milter_app.instrument(gateway, metrics)
+    outcomes = milter_app.outcome_thread(metrics)
     milter_app.install(gateway, buffered, milter_app.Tracker(),  # type: ignore[arg-type]
-                       live=milter_app.Live(gateway), metrics=metrics)
+                       live=milter_app.Live(gateway), metrics=metrics, outcomes=outcomes)
     sealgate_factory = Milter.factory
     conversation = Conversation.of(raw, inputs.SENDER, inputs.RECIPIENTS)
 
@@ -207,6 +209,7 @@ def measure(size: int, messages: int, blocks: int, work: Path) -> list[ColdRow]:
             rows.append(ColdRow(what, per_message(step, messages, blocks, None),
                                 per_message(step, messages, blocks, empty)))
     finally:
+        outcomes.close()
         buffered.close()
         flush_logs()
         logging.getLogger().handlers.clear()

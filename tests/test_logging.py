@@ -368,6 +368,28 @@ def test_log_later_is_plain_logging_when_anything_else_would_see_the_record():
         logging.getLogger().handlers.clear()
 
 
+def test_log_later_with_a_given_time_stamps_the_record_with_it_either_way():
+    stream = root_batched()
+    seen: list[logging.LogRecord] = []
+    capture = logging.Handler()
+    capture.emit = seen.append  # type: ignore[method-assign]
+    log = logging.getLogger("sealgate.test.later.created")
+    decided = time.time() - 30.0  # as the milter's outcome thread passes the message's time
+    try:
+        log_later(log, logging.INFO, "held %s", "a", created=decided)  # the batched handler's
+        log.addHandler(capture)
+        log_later(log, logging.INFO, "plain %s", "b", created=decided)  # plain logging's
+        log.removeHandler(capture)
+        flush_logs()
+    finally:
+        logging.getLogger().handlers.clear()
+    assert [(r.getMessage(), r.created) for r in seen] == [("plain b", decided)]
+    held, plain = stream.getvalue().splitlines()
+    assert held.endswith("held a") and plain.endswith("plain b")
+    stamp = dt.datetime.strptime(" ".join(held.split(" ", 2)[:2]), "%Y-%m-%d %H:%M:%S,%f")
+    assert abs(stamp.astimezone().timestamp() - decided) < 0.01
+
+
 class BrokenStream(io.StringIO):
     def write(self, text: str) -> int:
         raise OSError("stderr is gone")

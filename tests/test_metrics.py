@@ -64,6 +64,12 @@ def traffic(mta: DevPostfix, pki: TestPKI) -> Iterator[tuple[SealgateProcess, di
         raw = m.message(bad, "alice@example.com", ["bob@example.com"], subject="reject")
         assert mta.send(raw, "alice@example.com", ["bob@example.com"]).code == 550
         sent["reject"] += 1
+        # A message is counted by the milter's outcome thread, up to 0.1 s after its answer.
+        deadline = time.monotonic() + 30
+        while sample_value(process.scrape()[1], "sealgate_message_seconds_count") < sum(
+                sent.values()):
+            assert time.monotonic() < deadline, "the messages were not all counted"
+            time.sleep(0.05)
         yield process, sent
     finally:
         process.stop()

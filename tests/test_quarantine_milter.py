@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import Milter
+import pytest
 import test_milter as tm
 
 from sealgate import milter_app
@@ -36,8 +39,9 @@ class NoStore(SqliteQuarantine):
         raise StoreError(f"cannot write the message file {self.messages}/x.eml: No space left")
 
 
-def _connect(gateway: Any, store: Any, metrics: Metrics | None = None) -> Any:
-    milter_app.install(gateway, store, milter_app.Tracker(), metrics=metrics)
+def _connect(gateway: Any, store: Any, metrics: Metrics | None = None,
+             outcomes: Any = None) -> Any:
+    milter_app.install(gateway, store, milter_app.Tracker(), metrics=metrics, outcomes=outcomes)
     ctx = tm.Ctx([])
     assert ctx._connect(host="mail.client.test", ip="192.0.2.7") == Milter.CONTINUE
     return ctx
@@ -61,22 +65,28 @@ def test_every_verdict_is_recorded_without_content(tmp_path: Path) -> None:
                for d in got)
 
 
-def test_through_the_buffered_writer_the_lines_are_the_same(tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_outcomes", [False, True], ids=["in-callback", "outcome-thread"])
+def test_through_the_buffered_writer_the_lines_are_the_same(tmp_path: Path,
+                                                            with_outcomes: bool) -> None:
     # As `sealgate milter` runs: the line is made by the writer thread from the
-    # verdict's parts; it must equal what Decision.of makes from the verdict.
+    # verdict's parts (handed over by the outcome thread); it must equal what
+    # Decision.of makes from the verdict.
     store = SqliteQuarantine(tmp_path / "q")
     buffered = BufferedDecisions(store, DecisionWriter(store))
+    outcomes = milter_app.outcome_thread(None) if with_outcomes else None
     made: list[Decision] = []
     try:
         for action, codes in ((Action.ACCEPT, ()), (Action.REJECT, (Code.MALFORMED,)),
                               (Action.QUARANTINE, (Code.UNSIGNED, Code.UNENCRYPTED))):
             verdict = tm.make_verdict(action, *codes)
             before = dt.datetime.now(dt.UTC)
-            ctx = _connect(tm.FakeGateway(verdict), buffered)
+            ctx = _connect(tm.FakeGateway(verdict), buffered, outcomes=outcomes)
             tm.send(ctx, queue_id=f"Q{action}", rcpts=("<bob@Example.COM>", "<x@partner.example>"))
             made.append(Decision.of(verdict, Envelope("alice@example.com",
                                                       ("bob@Example.COM", "x@partner.example")),
                                     action=str(action), at=before))
+        if outcomes is not None:
+            outcomes.close()  # makes what waits
         buffered._writer.close()  # writes what waits; the store stays open
         got = list(store.decisions())
         (held,) = store.list()
@@ -116,3 +126,44 @@ def test_a_failed_quarantine_store_still_tempfails_and_is_recorded_as_tempfail(
     finally:
         store.close()
     assert (decision.action, decision.quarantine_id) == ("tempfail", None)
+
+
+def test_the_outcome_thread_makes_line_count_and_row_and_survives_a_failure(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    store = SqliteQuarantine(tmp_path / "q")
+    metrics = Metrics()
+    outcomes = milter_app.outcome_thread(metrics)
+    try:
+        ctx = _connect(tm.FakeGateway(tm.make_verdict(Action.ACCEPT)), store, metrics, outcomes)
+        answered = time.time()
+        assert tm.send(ctx, queue_id="QOUT1") == Milter.CONTINUE
+        outcomes.record(lambda: 1 / 0)  # a failing one: logged, the others still made
+        ctx = _connect(tm.FakeGateway(tm.make_verdict(Action.ACCEPT)), store, metrics, outcomes)
+        assert tm.send(ctx, queue_id="QOUT2") == Milter.CONTINUE
+        outcomes.close()
+        rows = list(store.decisions())
+    finally:
+        store.close()
+    lines = [r for r in caplog.records if r.getMessage().startswith("message ")]
+    assert ["queue_id=QOUT1" in lines[0].getMessage(), "queue_id=QOUT2" in lines[1].getMessage()] \
+        == [True, True]
+    assert {r.threadName for r in lines} == {"message-outcomes"}  # not the message's thread
+    assert answered - 5 < lines[0].created <= lines[1].created  # stamped when decided
+    assert "event=message-outcome-failed" in caplog.text
+    assert [r.action for r in rows] == ["accept", "accept"]
+    metrics.flush()
+    assert metrics.messages.labels("internal", "accept")._value.get() == 2
+
+
+def test_a_full_outcome_queue_drops_and_counts(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics()
+    outcomes = milter_app.outcome_thread(metrics)
+    outcomes.max_pending = 0  # full from the start
+    made: list[int] = []
+    outcomes.record(lambda: made.append(1))
+    outcomes.close()
+    metrics.flush()
+    assert made == []
+    assert metrics.errors.labels(kind="decision-record")._value.get() == 1
+    assert "event=message-outcome-dropped" in caplog.text

@@ -83,9 +83,9 @@ class HeldCall:
     __slots__ = ("logger", "level", "msg", "args", "extra", "created")
 
     def __init__(self, logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...],
-                 extra: dict[str, Any] | None) -> None:
+                 extra: dict[str, Any] | None, created: float | None = None) -> None:
         self.logger, self.level, self.msg, self.args, self.extra = logger, level, msg, args, extra
-        self.created = time.time()
+        self.created = time.time() if created is None else created
 
     def record(self) -> logging.LogRecord:
         """The record ``logger.log`` would have made then (no caller file/line: ``_srcfile`` is off)."""
@@ -132,22 +132,25 @@ def _sole_batched_handler(logger: logging.Logger, level: int) -> BatchedStreamHa
 
 
 def log_later(logger: logging.Logger, level: int, msg: str, *args: Any,
-              extra: dict[str, Any] | None = None) -> None:
+              extra: dict[str, Any] | None = None, created: float | None = None) -> None:
     """``logger.log(level, msg, *args, extra=extra)``; the record made when the line is written.
 
     For the milter's one line per message. When the line would only be held
     by the root's BatchedStreamHandler anyway, the record itself is made by
     whoever writes the held lines (mostly the writer thread), with this
-    moment's time; otherwise this is ``logger.log``. The line is the same
-    either way.
+    moment's time (or ``created``, a ``time.time()`` taken earlier); otherwise
+    this is ``logger.log`` (a record made with ``created`` when given). The
+    line is the same either way.
     """
     if not logger.isEnabledFor(level):
         return
     handler = _sole_batched_handler(logger, level)
-    if handler is None:
+    if handler is not None:
+        handler.hold(HeldCall(logger, level, msg, args, extra, created))
+    elif created is None:
         logger.log(level, msg, *args, extra=extra)
     else:
-        handler.hold(HeldCall(logger, level, msg, args, extra))
+        logger.handle(HeldCall(logger, level, msg, args, extra, created).record())
 
 
 class JsonFormatter(logging.Formatter):
