@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,16 @@ def test_a_failed_quarantine_store_still_tempfails_and_is_recorded_as_tempfail(
 
 
 def test_the_outcome_thread_makes_line_count_and_row_and_survives_a_failure(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     caplog.set_level(logging.INFO)
+    made_in: list[str] = []
+    message_done = milter_app.message_done
+
+    def recorded(*args: Any) -> None:
+        made_in.append(threading.current_thread().name)
+        message_done(*args)
+
+    monkeypatch.setattr(milter_app, "message_done", recorded)
     store = SqliteQuarantine(tmp_path / "q")
     metrics = Metrics()
     outcomes = milter_app.outcome_thread(metrics)
@@ -148,7 +157,7 @@ def test_the_outcome_thread_makes_line_count_and_row_and_survives_a_failure(
     lines = [r for r in caplog.records if r.getMessage().startswith("message ")]
     assert ["queue_id=QOUT1" in lines[0].getMessage(), "queue_id=QOUT2" in lines[1].getMessage()] \
         == [True, True]
-    assert {r.threadName for r in lines} == {"message-outcomes"}  # not the message's thread
+    assert made_in == ["message-outcomes"] * 2  # not the message's thread
     assert answered - 5 < lines[0].created <= lines[1].created  # stamped when decided
     assert "event=message-outcome-failed" in caplog.text
     assert [r.action for r in rows] == ["accept", "accept"]
