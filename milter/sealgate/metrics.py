@@ -33,6 +33,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from .batching import BatchThread
+
 log = logging.getLogger("sealgate.metrics")
 
 # Seconds per message: most take milliseconds; the tail is directory / CRL trouble.
@@ -54,11 +56,11 @@ class Updates:
     three per directory lookup). Each is prometheus-client Python code, and a
     shared value (``workers``) is also a locked write to a memory-mapped
     file: under load, with the caches cold, they were about a tenth of the
-    milter's own CPU per message. Here a message thread adds the amount to a
-    dict (counters) or appends the value to a list (histograms); a thread of
-    its own applies what gathered every ``flush_seconds`` while updates come
-    (a counter once per batch, whatever it counted), and :meth:`flush` does
-    at once (each scrape, the end of ``sealgate milter``).
+    milter's own CPU per message. Here a message thread queues the update (a
+    :class:`sealgate.batching.BatchThread`); that thread applies what
+    gathered every ``flush_seconds`` while updates come (a counter once per
+    batch, whatever it counted), and :meth:`flush` does at once (each
+    scrape, the end of ``sealgate milter``).
 
     What this costs: a scrape from another process (the supervisor of
     ``workers``) sees a worker's updates up to ``flush_seconds`` late, and a
@@ -68,67 +70,54 @@ class Updates:
     """
 
     def __init__(self, flush_seconds: float = FLUSH_SECONDS) -> None:
-        self.flush_seconds = flush_seconds
+        self._flush_seconds = flush_seconds
         self._reset()
         _ALL_UPDATES.add(self)
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[Any, float] = {}  # counter (label child) -> amount to add
-        self._observed: list[tuple[Any, float]] = []  # (histogram, value)
-        self._idle = True  # the flusher waits for _wake: the next update must set it
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        # (counter or histogram, amount, True for a counter's inc)
+        self._batches: BatchThread[tuple[Any, float, bool]] = BatchThread(
+            "metrics-flush", self._apply, gather=self._flush_seconds, hold_first=True,
+            max_pending=1_000_000, on_full=lambda: log.warning(
+                "event=metrics-update-dropped error=%s", "queue full: the flushes stopped"))
+
+    @property
+    def flush_seconds(self) -> float:
+        return self._flush_seconds
+
+    @flush_seconds.setter
+    def flush_seconds(self, seconds: float) -> None:
+        self._flush_seconds = self._batches.gather = seconds
 
     def inc(self, counter: Any, amount: float = 1.0) -> None:
         """``counter.inc(amount)``, applied with the next batch."""
-        with self._lock:
-            self._counts[counter] = self._counts.get(counter, 0.0) + amount
-            wake, self._idle = self._idle, False
-        if wake:
-            self._wake_flusher()
+        self._batches.record((counter, amount, True))
 
     def observe(self, histogram: Any, value: float) -> None:
         """``histogram.observe(value)``, applied with the next batch."""
-        with self._lock:
-            self._observed.append((histogram, value))
-            wake, self._idle = self._idle, False
-        if wake:
-            self._wake_flusher()
+        self._batches.record((histogram, value, False))
 
     def flush(self) -> None:
         """Apply every pending update now."""
-        with self._lock:
-            counts, self._counts = self._counts, {}
-            observed, self._observed = self._observed, []
-        for counter, amount in counts.items():
-            counter.inc(amount)
-        for histogram, value in observed:
-            histogram.observe(value)
+        self._batches.drain()
 
-    def _wake_flusher(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._flusher, name="metrics-flush",
-                                                    daemon=True)
-                    self._thread.start()
-        self._wake.set()
+    @staticmethod
+    def _apply(batch: list[tuple[Any, float, bool]]) -> None:
+        counts: dict[Any, float] = {}
+        for metric, amount, counter in batch:
+            if counter:
+                counts[metric] = counts.get(metric, 0.0) + amount
+            else:
+                _applied(metric.observe, amount)
+        for metric, amount in counts.items():
+            _applied(metric.inc, amount)
 
-    def _flusher(self) -> None:
-        while True:
-            self._wake.wait()
-            while True:  # busy: let updates gather, apply them, again while more come
-                time.sleep(self.flush_seconds)
-                try:
-                    self.flush()
-                except Exception:  # noqa: BLE001 - a metric must never stop the flushes
-                    log.exception("event=metrics-flush-failed")
-                with self._lock:
-                    if not self._counts and not self._observed:
-                        self._wake.clear()
-                        self._idle = True
-                        break
+
+def _applied(update: Callable[[float], None], amount: float) -> None:
+    try:
+        update(amount)
+    except Exception:  # noqa: BLE001 - a metric must never stop the flushes
+        log.exception("event=metrics-flush-failed")
 
 
 _ALL_UPDATES: weakref.WeakSet[Updates] = weakref.WeakSet()
